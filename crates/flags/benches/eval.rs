@@ -1,0 +1,3 @@
+//! Flag evaluation bench.
+#![allow(missing_docs)]
+fn main() {}

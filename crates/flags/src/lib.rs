@@ -1,0 +1,1 @@
+//! upramp-flags: (overview to come).

@@ -1,0 +1,1 @@
+//! upramp-harness: (overview to come).

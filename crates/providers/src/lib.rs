@@ -1,0 +1,1 @@
+//! upramp-providers: (overview to come).

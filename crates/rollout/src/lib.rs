@@ -1,0 +1,1 @@
+//! upramp-rollout: (overview to come).

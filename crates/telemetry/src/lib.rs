@@ -1,0 +1,1 @@
+//! upramp-telemetry: (overview to come).

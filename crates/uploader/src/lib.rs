@@ -1,0 +1,1 @@
+//! upramp-uploader: (overview to come).
