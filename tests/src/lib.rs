@@ -1,1 +1,35 @@
-//! Cross-crate end-to-end tests for upramp live in `tests/`.
+//! The rollout validation engine behind `cargo xtask validate`, and the home of upramp's cross-crate
+//! end-to-end tests (`tests/*.rs`).
+//!
+//! - [`engine`]: [`engine::run`] drives the five-stage rollout and the five fault scenarios through real
+//!   stand-ins, uploaders and the production controller on a simulated clock, and returns a
+//!   [`report::Report`]; [`artifacts`] writes its files.
+//! - [`checks`]: the validation's checks, pure functions over recorded observations ([`observe`]).
+//! - [`stats`]: binomial tolerance and Wilson intervals.
+//! - [`report`]: the report model (`report.json`), `report.md` and the summary table.
+//! - [`timeline`]: the `timeline.svg` writer.
+//!
+//! ```
+//! use upramp_tests::checks;
+//! use upramp_tests::observe::{Provider, RequestRecord, RequestResult, TakenPath};
+//!
+//! let record = RequestRecord {
+//!     provider: Provider::Kimi,
+//!     routing_key: "tenant-1".into(),
+//!     decided_async: false,
+//!     source_sha256: "ab".repeat(32),
+//!     source_bytes: 4,
+//!     result: RequestResult::Error { message: "503".into() },
+//! };
+//! // A recorded error is accounted for, so nothing is lost, but 0% means nobody goes async.
+//! assert!(checks::no_lost_requests(&[record.clone()], &[]).passed);
+//! assert!(checks::async_share(0, &[record]).passed);
+//! ```
+
+pub mod artifacts;
+pub mod checks;
+pub mod engine;
+pub mod observe;
+pub mod report;
+pub mod stats;
+pub mod timeline;

@@ -1,3 +1,53 @@
-//! Flag evaluation bench.
-#![allow(missing_docs)]
-fn main() {}
+//! Evaluation cost with realistic 16-36 byte routing keys, for both strategies and through the store.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use upramp_flags::{evaluate, FlagConfig, FlagStore, Percent, Strategy};
+
+/// 256 keys of 16 to 36 bytes: tenant ids, user ids and request UUIDs.
+fn keys() -> Vec<String> {
+    (0..256u32)
+        .map(|i| match i % 3 {
+            0 => format!("tenant-{i:09}"),
+            1 => format!(
+                "user:{:016x}",
+                u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ),
+            _ => format!("{:08x}-1e2d-4c3b-8a9f-{:012x}", i, u64::from(i) * 7919),
+        })
+        .collect()
+}
+
+fn flag(strategy: Strategy) -> FlagConfig {
+    let mut flag = FlagConfig::new("async_upload");
+    flag.enabled = true;
+    flag.rollout = Percent::from_thousandths(50_000).unwrap();
+    flag.strategy = strategy;
+    flag
+}
+
+fn bench_eval(c: &mut Criterion) {
+    let keys = keys();
+    assert!(keys.iter().all(|k| (16..=36).contains(&k.len())));
+    let siphash = flag(Strategy::SipHash);
+    let unleash = flag(Strategy::Unleash);
+    let store = FlagStore::new(siphash.clone());
+
+    let mut group = c.benchmark_group("evaluate");
+    let mut run = |name: &str, eval: &dyn Fn(&str) -> u32| {
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                eval(black_box(&keys[i]))
+            })
+        });
+    };
+    run("siphash_50pct", &|k| evaluate(&siphash, k).bucket);
+    run("unleash_50pct", &|k| evaluate(&unleash, k).bucket);
+    run("store_siphash_50pct", &|k| store.evaluate(k).bucket);
+    group.finish();
+}
+
+criterion_group!(benches, bench_eval);
+criterion_main!(benches);

@@ -1,1 +1,93 @@
-//! upramp-rollout: (overview to come).
+//! Staged percentage rollouts judged by statistics: plans, gates with Wilson score intervals, a
+//! restartable controller state machine, its state store and audit log, metrics sources and flag sinks.
+//!
+//! # Main types
+//!
+//! - [`Plan`] / [`Stage`]: ordered stages (percent, minimum bake, minimum async samples, [`Gates`]);
+//!   [`Plan::default_three_week`] follows the legacy runbook; [`Plan::from_toml_str`] refuses bad plans
+//!   with one-line errors naming the stage and field.
+//! - [`Gates`] and [`evaluate`]: success, error, timeout and fallback rates judged with Wilson
+//!   intervals, the async/sync p99 ratio with a point rule, the sync path as control (see [`gates`]).
+//! - [`Controller`]: `tick(now)` reads a [`MetricsSource`], decides a [`Decision`], applies the percent
+//!   through a [`FlagSink`], saves the [`ControllerState`] with a [`StateStore`] and appends a
+//!   [`DecisionRecord`] to the [`AuditLog`]. Manual `pause`, `resume`, `advance`, `rollback`.
+//! - Sources: [`AggregatorSource`] (in-process telemetry), [`ScrapeSource`] (Prometheus `/metrics`),
+//!   [`FnSource`] (a closure). Sinks: [`StoreSink`] ([`FlagStore`](upramp_flags::FlagStore)),
+//!   [`FileSink`] (flags TOML, atomic), [`RecordingSink`].
+//! - [`Clock`], [`SystemClock`], [`SimulatedClock`] are re-exported from telemetry. The controller never
+//!   reads the clock itself: callers pass `now`, so simulated weeks run in milliseconds.
+//!
+//! # Controller rules
+//!
+//! - A tick in `pending` starts the first stage. In `baking`, the window is judged:
+//!   - **pass** (every async gate passes, the control is healthy) resets the failure count and advances
+//!     once the stage has baked `min_bake` and the window holds `min_async_samples` async samples; after
+//!     the last stage the rollout completes;
+//!   - **inconclusive** holds;
+//!   - **fail** counts a failed evaluation; [`Plan::failure_limit`] consecutive failures (default 2), or
+//!     one decisive breach, roll back: the percent goes to 0% at once and the rollout stops;
+//!   - **provider-wide** (the sync control fails its own gates) holds, neither rolling back nor advancing;
+//!   - a source error holds.
+//! - Inconclusive and provider-wide evaluations neither count as failures nor reset the count.
+//! - `paused` keeps the percent and the rollback protection but never promotes; on resume the bake start
+//!   moves forward by the pause's length.
+//! - `rolled_back` and `completed` are terminal; a new rollout starts from a new state.
+//! - The applied percent is always 0% or a stage's percent, so it never exceeds the plan's.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use upramp_rollout::{
+//!     AuditLog, Controller, Decision, FnSource, GateInputs, PathSample, Plan, RecordingSink, SourceError,
+//! };
+//!
+//! // An async path failing 10% of uploads while the sync control is healthy.
+//! let window = |_now| -> Result<GateInputs, SourceError> {
+//!     let p99 = Some(Duration::from_millis(120));
+//!     Ok(GateInputs {
+//!         async_: PathSample { samples: 2_000, successes: 1_800, errors: 200, p99, ..Default::default() },
+//!         sync: PathSample { samples: 18_000, successes: 17_990, errors: 10, p99, ..Default::default() },
+//!     })
+//! };
+//! let mut plan = Plan::default_three_week();
+//! plan.stages.remove(0); // start at 1%
+//! let mut controller = Controller::new(plan, FnSource(window), RecordingSink::default())?
+//!     .with_audit(AuditLog::in_memory());
+//! let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//! assert_eq!(controller.tick(start)?.decision, Decision::Advance); // starts stage 1 at 1%
+//! let record = controller.tick(start + Duration::from_secs(60))?;
+//! assert_eq!(record.decision, Decision::Rollback); // a decisive breach: 10% errors vs 2%
+//! assert_eq!(controller.sink().current().map(|p| p.thousandths()), Some(0));
+//! println!("{}", record.reason);
+//! # Ok::<(), upramp_rollout::RolloutError>(())
+//! ```
+
+pub mod audit;
+pub mod controller;
+pub mod gates;
+pub mod plan;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod store;
+pub mod timefmt;
+
+pub use audit::{AuditError, AuditLog};
+pub use controller::{
+    Controller, ControllerState, Decision, DecisionRecord, LastDecision, Phase, RolloutError, Status, Trigger,
+};
+pub use gates::{
+    evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole, PathSample,
+    Verdict,
+};
+pub use plan::{Plan, PlanError, Stage};
+pub use sink::{FileSink, FlagSink, RecordingSink, SinkError, StoreSink};
+pub use source::{
+    parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource, MetricSample,
+    MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
+};
+pub use stats::{wilson_interval, z_for_confidence, Interval};
+pub use store::{StateError, StateStore};
+pub use timefmt::{format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError};
+pub use upramp_telemetry::{Clock, SimulatedClock, SystemClock};

@@ -1,0 +1,220 @@
+//! Deterministic bucketing and flag evaluation. The algorithm is specified in the crate docs.
+
+use std::fmt;
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+use crate::{unleash, FlagConfig, Strategy};
+
+/// Number of buckets: one per thousandth of a percent.
+pub const BUCKETS: u32 = 100_000;
+
+/// The fixed SipHash key, 16 ASCII bytes; `k0`/`k1` are its two halves read little-endian.
+pub const SIPHASH_KEY: [u8; 16] = *b"upramp.flags.v1!";
+
+/// The byte between salt and key. `0xFF` never occurs in UTF-8, so `salt ++ 0xFF ++ key` is unambiguous.
+pub const SEPARATOR: u8 = 0xFF;
+
+/// `2^64 mod 100000`: a product whose low 64 bits fall below this is rejected (Lemire's method).
+const REJECTION_THRESHOLD: u64 = (u64::MAX % BUCKETS as u64 + 1) % BUCKETS as u64;
+
+/// The bucket of `key` under `salt`, in `[0, 100000)`; the same on every platform and version.
+///
+/// Does not allocate: salt, separator and key are streamed into the hasher.
+///
+/// ```
+/// let b = upramp_flags::bucket("async_upload", "tenant-42");
+/// assert!(b < 100_000);
+/// assert_eq!(b, upramp_flags::bucket("async_upload", "tenant-42"));
+/// ```
+pub fn bucket(salt: &str, key: &str) -> u32 {
+    let mut hasher = SipHasher13::new_with_key(&SIPHASH_KEY);
+    hasher.write(salt.as_bytes());
+    hasher.write(&[SEPARATOR]);
+    hasher.write(key.as_bytes());
+    if let Some(bucket) = map_to_bucket(hasher.finish()) {
+        return bucket;
+    }
+    for round in 1..=u8::MAX {
+        let mut rehash = hasher.clone();
+        rehash.write(&[round]);
+        if let Some(bucket) = map_to_bucket(rehash.finish()) {
+            return bucket;
+        }
+    }
+    // 255 rejections in a row have probability below 10^-3600; taking the biased value is then harmless.
+    multiply_shift(hasher.finish())
+}
+
+/// Lemire's multiply-shift with rejection: `None` when the hash falls in the `2^64 mod 100000` values
+/// that would make some buckets one hash value more likely than others.
+pub(crate) fn map_to_bucket(hash: u64) -> Option<u32> {
+    let product = u128::from(hash) * u128::from(BUCKETS);
+    let low = product as u64;
+    if low < REJECTION_THRESHOLD {
+        return None;
+    }
+    Some((product >> 64) as u32)
+}
+
+fn multiply_shift(hash: u64) -> u32 {
+    ((u128::from(hash) * u128::from(BUCKETS)) >> 64) as u32
+}
+
+/// Which upload path a key takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionPath {
+    /// The new streaming path.
+    Async,
+    /// The legacy buffered path.
+    Sync,
+}
+
+impl DecisionPath {
+    /// `"async"` or `"sync"`: stable, used as a metric label value and in CLI output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionPath::Async => "async",
+            DecisionPath::Sync => "sync",
+        }
+    }
+}
+
+impl fmt::Display for DecisionPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a key took its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The flag is disabled: sync for everyone, whatever the percentage.
+    Disabled,
+    /// Enabled, but the key's bucket is not inside the rollout percentage.
+    OutOfRollout,
+    /// Enabled and the key's bucket is inside the rollout percentage.
+    InRollout,
+}
+
+impl Reason {
+    /// `"disabled"`, `"out_of_rollout"` or `"in_rollout"`: stable, usable as a metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disabled => "disabled",
+            Reason::OutOfRollout => "out_of_rollout",
+            Reason::InRollout => "in_rollout",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of evaluating a flag for one key, with enough to explain it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// The path the key takes.
+    pub path: DecisionPath,
+    /// Why.
+    pub reason: Reason,
+    /// The key's bucket: in `[0, 100000)` for [`Strategy::SipHash`] (in when `bucket < thousandths`), in
+    /// `1..=100` for [`Strategy::Unleash`] (in when `bucket * 1000 <= thousandths`). Computed even when
+    /// the flag is disabled, so the decision can be explained.
+    pub bucket: u32,
+}
+
+/// Decide the path of `key` under `flag`. Does not allocate.
+///
+/// ```
+/// use upramp_flags::{evaluate, DecisionPath, FlagConfig, Percent, Reason};
+///
+/// let mut flag = FlagConfig::new("async_upload");
+/// assert_eq!(evaluate(&flag, "tenant-1").reason, Reason::Disabled);
+/// flag.enabled = true;
+/// flag.rollout = Percent::HUNDRED;
+/// assert_eq!(evaluate(&flag, "tenant-1").path, DecisionPath::Async);
+/// ```
+pub fn evaluate(flag: &FlagConfig, key: &str) -> Decision {
+    let (bucket, inside) = match flag.strategy {
+        Strategy::SipHash => {
+            let bucket = bucket(&flag.salt, key);
+            (bucket, flag.rollout.contains_bucket(bucket))
+        }
+        Strategy::Unleash => {
+            let value = unleash::normalized_value(&flag.salt, key);
+            (value, unleash::is_in_rollout(value, flag.rollout))
+        }
+    };
+    let (path, reason) = if !flag.enabled {
+        (DecisionPath::Sync, Reason::Disabled)
+    } else if inside {
+        (DecisionPath::Async, Reason::InRollout)
+    } else {
+        (DecisionPath::Sync, Reason::OutOfRollout)
+    };
+    Decision {
+        path,
+        reason,
+        bucket,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_threshold_is_two_to_the_64_mod_buckets() {
+        let exact = (1u128 << 64) % u128::from(BUCKETS);
+        assert_eq!(u128::from(REJECTION_THRESHOLD), exact);
+        assert_eq!(REJECTION_THRESHOLD, 51_616);
+    }
+
+    #[test]
+    fn rejected_hashes_are_exactly_the_low_products() {
+        assert_eq!(map_to_bucket(0), None);
+        assert_eq!(map_to_bucket(u64::MAX), Some(BUCKETS - 1));
+        // The smallest hash of bucket 1 has a low product below the threshold only if it is rejected.
+        let first_of_bucket_one = u64::MAX / u64::from(BUCKETS) + 1;
+        let low = (u128::from(first_of_bucket_one) * u128::from(BUCKETS)) as u64;
+        assert_eq!(
+            map_to_bucket(first_of_bucket_one).is_none(),
+            low < REJECTION_THRESHOLD
+        );
+    }
+
+    /// The same rejection rule on a 16-bit word, checked exhaustively: every bucket keeps exactly
+    /// `floor(2^16 / n)` hashes, which is what makes the 64-bit version unbiased too.
+    #[test]
+    fn rejection_makes_every_bucket_equally_likely_on_a_small_word() {
+        let buckets: u32 = 1000;
+        let threshold = (1u32 << 16) % buckets;
+        let mut counts = vec![0u32; buckets as usize];
+        for hash in 0..=u16::MAX {
+            let product = u32::from(hash) * buckets;
+            if product & 0xFFFF >= threshold {
+                counts[(product >> 16) as usize] += 1;
+            }
+        }
+        assert!(
+            counts.iter().all(|&c| c == (1 << 16) / buckets),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn streaming_equals_hashing_the_concatenation() {
+        let mut whole = SipHasher13::new_with_key(&SIPHASH_KEY);
+        whole.write(b"salt\xFFsome-key");
+        let mut streamed = SipHasher13::new_with_key(&SIPHASH_KEY);
+        streamed.write(b"salt");
+        streamed.write(&[SEPARATOR]);
+        streamed.write(b"some-key");
+        assert_eq!(whole.finish(), streamed.finish());
+    }
+}

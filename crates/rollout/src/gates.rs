@@ -1,0 +1,451 @@
+//! Gates: the health criteria a stage must meet, judged with confidence intervals, not point estimates.
+//!
+//! # Rules
+//!
+//! **Rate gates** (success, error, timeout and fallback rate) are judged with the Wilson score interval
+//! at [`Gates::confidence`]:
+//! - *pass* when the whole interval is on the right side of the threshold **and** the async path has at
+//!   least the stage's minimum samples;
+//! - *fail* when the whole interval is on the wrong side **and** there are at least
+//!   [`Gates::min_fail_samples`] samples (below that, one unlucky request among a handful would put the
+//!   interval past a 2% threshold: low traffic must hold, never roll back);
+//! - *inconclusive* otherwise: the stage holds.
+//!
+//! A failure is **decisive** when there are at least [`Gates::decisive_min_samples`] samples and even the
+//! near edge of the interval is [`Gates::decisive_factor`] times past the threshold (for a 2% error limit
+//! and factor 2: the lower bound is at least 4%). A decisive failure rolls back at once instead of waiting
+//! for [`Plan::failure_limit`](crate::Plan::failure_limit) consecutive failures.
+//!
+//! **The p99 ratio gate** (async p99 / sync p99) has no binomial interval: a quantile ratio from
+//! histograms has no cheap exact interval, so it is a point ratio guarded by sample counts. It is
+//! inconclusive until both paths have [`Gates::min_latency_samples`] samples in the window, then passes
+//! when the ratio is at most [`Gates::max_p99_ratio`] and fails above it. It is decisive when the ratio is
+//! at least `decisive_factor` times the limit (2.4x for 1.2x) with `decisive_min_samples` on both paths.
+//! Because a single noisy p99 only counts as one failed evaluation, the failure limit absorbs noise.
+//! When the window has no sync traffic (at 100% the control is gone) the controller supplies the last
+//! sync p99 it saw with enough samples.
+//!
+//! **Which legs count.** The async path is judged from its own legs: a leg whose request fell back is a
+//! failed async leg (its outcome is the failure) and counts as one fallback. The sync control is the
+//! `Sync` path only: `SyncFallback` legs are excluded, because they are selected by async failures and
+//! would mix the two paths' health.
+//!
+//! **Control comparison.** The sync path's success, error and timeout rates are judged with the same
+//! thresholds. When any of them *fails* on its own interval the provider itself is degraded: the
+//! evaluation is [`Outcome::ProviderWide`], which holds (no rollback, no advance) whatever the async path
+//! shows, since rolling back would only move traffic onto an equally broken path.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{wilson_interval, z_for_confidence, Interval};
+
+/// Counts and latency of one upload path in one evaluation window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathSample {
+    /// Request legs completed in the window.
+    pub samples: u64,
+    /// Legs that succeeded.
+    pub successes: u64,
+    /// Legs that failed other than by a timeout or a rate limit (client, server, transport errors and
+    /// local rejections).
+    pub errors: u64,
+    /// Legs that timed out.
+    pub timeouts: u64,
+    /// Legs that were rate limited by the provider.
+    pub rate_limited: u64,
+    /// Async legs that failed and were re-sent on the sync path (always 0 for the sync path).
+    pub fallbacks: u64,
+    /// 99th percentile latency of the legs, if any completed.
+    #[serde(with = "crate::timefmt::opt_duration_text", default)]
+    pub p99: Option<Duration>,
+}
+
+/// What a [`MetricsSource`](crate::MetricsSource) reports for one window: the async path under test and
+/// the sync path as its control.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateInputs {
+    /// The async path's legs.
+    #[serde(rename = "async")]
+    pub async_: PathSample,
+    /// The sync (control) path's legs; `SyncFallback` legs are not included.
+    pub sync: PathSample,
+}
+
+/// Gate thresholds and the statistics that judge them. Rates are fractions (`0.98` is 98%).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gates {
+    /// Minimum success rate (default 0.98).
+    pub min_success_rate: f64,
+    /// Maximum error rate: server, transport and client errors (default 0.02).
+    pub max_error_rate: f64,
+    /// Maximum timeout rate (default 0.01).
+    pub max_timeout_rate: f64,
+    /// Maximum share of async legs that fell back to the sync path (default 0.02).
+    pub max_fallback_rate: f64,
+    /// Maximum async p99 / sync p99 (default 1.2).
+    pub max_p99_ratio: f64,
+    /// Two-sided confidence of the Wilson intervals, in `(0.5, 1)` (default 0.95).
+    pub confidence: f64,
+    /// A rate gate cannot fail with fewer samples than this (default 50).
+    pub min_fail_samples: u64,
+    /// The p99 ratio needs this many samples on both paths (default 200).
+    pub min_latency_samples: u64,
+    /// How far past the threshold a decisive breach is, as a multiple of the limit (default 2.0).
+    pub decisive_factor: f64,
+    /// A decisive breach needs at least this many samples (default 500).
+    pub decisive_min_samples: u64,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            min_success_rate: 0.98,
+            max_error_rate: 0.02,
+            max_timeout_rate: 0.01,
+            max_fallback_rate: 0.02,
+            max_p99_ratio: 1.2,
+            confidence: 0.95,
+            min_fail_samples: 50,
+            min_latency_samples: 200,
+            decisive_factor: 2.0,
+            decisive_min_samples: 500,
+        }
+    }
+}
+
+impl Gates {
+    /// Check every field's range; on error returns `(field, message)`.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let rate = |name: &'static str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err((name, format!("{v} is not a fraction in 0..=1 (write 0.98 for 98%)")))
+            }
+        };
+        rate("min_success_rate", self.min_success_rate)?;
+        rate("max_error_rate", self.max_error_rate)?;
+        rate("max_timeout_rate", self.max_timeout_rate)?;
+        rate("max_fallback_rate", self.max_fallback_rate)?;
+        if !(self.max_p99_ratio.is_finite() && self.max_p99_ratio > 0.0) {
+            return Err(("max_p99_ratio", format!("{} must be a positive ratio", self.max_p99_ratio)));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(("confidence", format!("{} must lie strictly between 0.5 and 1", self.confidence)));
+        }
+        if !(self.decisive_factor.is_finite() && self.decisive_factor >= 1.0) {
+            return Err(("decisive_factor", format!("{} must be at least 1", self.decisive_factor)));
+        }
+        Ok(())
+    }
+
+    fn z(&self) -> f64 {
+        // `check` keeps confidence in range; the fallback is the documented default's z.
+        z_for_confidence(self.confidence).unwrap_or(1.959_964)
+    }
+}
+
+/// Which gate a verdict is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// Share of legs that succeeded, at least the limit.
+    SuccessRate,
+    /// Share of legs that errored, at most the limit.
+    ErrorRate,
+    /// Share of legs that timed out, at most the limit.
+    TimeoutRate,
+    /// Share of async legs that fell back, at most the limit.
+    FallbackRate,
+    /// Async p99 over sync p99, at most the limit.
+    P99Ratio,
+}
+
+impl GateKind {
+    /// Stable snake_case name, as in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SuccessRate => "success_rate",
+            Self::ErrorRate => "error_rate",
+            Self::TimeoutRate => "timeout_rate",
+            Self::FallbackRate => "fallback_rate",
+            Self::P99Ratio => "p99_ratio",
+        }
+    }
+
+    fn is_minimum(self) -> bool {
+        self == Self::SuccessRate
+    }
+}
+
+/// The path a verdict judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathRole {
+    /// The async path under rollout.
+    Async,
+    /// The sync path, judged as the control.
+    Sync,
+}
+
+/// A gate's three-way result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Entirely on the right side of the threshold, with enough samples.
+    Pass,
+    /// Entirely on the wrong side of the threshold, with enough samples.
+    Fail,
+    /// Not enough evidence either way: hold.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// One gate's verdict with the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateVerdict {
+    /// The gate.
+    pub gate: GateKind,
+    /// The path judged.
+    pub path: PathRole,
+    /// Pass, fail or inconclusive.
+    pub verdict: Verdict,
+    /// Point estimate: a rate as a fraction, or the p99 ratio; `None` without data.
+    pub observed: Option<f64>,
+    /// Wilson interval of a rate gate; `None` for the p99 ratio (a point rule) or without data.
+    pub interval: Option<Interval>,
+    /// The limit (a minimum for `success_rate`, a maximum otherwise).
+    pub threshold: f64,
+    /// Samples behind the verdict (for the p99 ratio: the smaller of the two paths' counts).
+    pub samples: u64,
+    /// A failure far enough past the threshold to roll back at once.
+    pub decisive: bool,
+}
+
+impl fmt::Display for GateVerdict {
+    /// One line, e.g. `async error_rate 5.00% [4.10%, 6.08%] vs max 2.00% (n=2000): fail (decisive)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = match self.path {
+            PathRole::Async => "async",
+            PathRole::Sync => "sync",
+        };
+        let bound = if self.gate.is_minimum() { "min" } else { "max" };
+        write!(f, "{path} {} ", self.gate.as_str())?;
+        if self.gate == GateKind::P99Ratio {
+            match self.observed {
+                Some(r) => write!(f, "{r:.2}x")?,
+                None => f.write_str("n/a")?,
+            }
+            write!(f, " vs {bound} {:.2}x", self.threshold)?;
+        } else {
+            match self.observed {
+                Some(p) => write!(f, "{:.2}%", p * 100.0)?,
+                None => f.write_str("n/a")?,
+            }
+            if let Some(iv) = self.interval {
+                write!(f, " [{:.2}%, {:.2}%]", iv.lo * 100.0, iv.hi * 100.0)?;
+            }
+            write!(f, " vs {bound} {:.2}%", self.threshold * 100.0)?;
+        }
+        write!(f, " (n={}): {}", self.samples, self.verdict.as_str())?;
+        if self.decisive {
+            f.write_str(" (decisive)")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one evaluation of all gates amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every async gate passed (or the stage sends no async traffic) and the control is healthy.
+    Pass,
+    /// Some async gate is inconclusive and none failed.
+    Inconclusive,
+    /// Some async gate failed; `decisive` if any failure was decisive.
+    Fail {
+        /// Whether to roll back at once.
+        decisive: bool,
+    },
+    /// The sync control fails its own gates: a provider-wide degradation, hold.
+    ProviderWide,
+}
+
+/// What the evaluation needs to know about the stage and the controller's memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalContext {
+    /// Async samples a gate needs before it can pass (the stage's minimum).
+    pub min_async_samples: u64,
+    /// Whether the stage sends async traffic at all; a 0% stage judges only the control.
+    pub judge_async: bool,
+    /// A sync p99 remembered from an earlier window, used when this window has too little sync traffic.
+    pub remembered_control_p99: Option<Duration>,
+}
+
+/// All verdicts of one evaluation and what they amount to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Verdicts on the async path (empty for a 0% stage).
+    pub gates: Vec<GateVerdict>,
+    /// Verdicts on the sync control path.
+    pub control: Vec<GateVerdict>,
+    /// The combined outcome.
+    pub outcome: Outcome,
+}
+
+impl Evaluation {
+    /// The failing verdicts, async first, then control.
+    pub fn failing(&self) -> impl Iterator<Item = &GateVerdict> {
+        self.gates.iter().chain(&self.control).filter(|v| v.verdict == Verdict::Fail)
+    }
+}
+
+/// Judge `inputs` against `gates`; see the module documentation for the rules.
+pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evaluation {
+    let z = gates.z();
+    let a = &inputs.async_;
+    let s = &inputs.sync;
+    let mut async_verdicts = Vec::new();
+    if ctx.judge_async {
+        let min_pass = ctx.min_async_samples.max(1);
+        for gate in [GateKind::SuccessRate, GateKind::ErrorRate, GateKind::TimeoutRate, GateKind::FallbackRate] {
+            async_verdicts.push(rate(gates, z, gate, PathRole::Async, a, min_pass));
+        }
+        async_verdicts.push(p99_ratio(gates, a, s, ctx.remembered_control_p99));
+    }
+    let control_min = gates.min_fail_samples.max(1);
+    let control: Vec<GateVerdict> = [GateKind::SuccessRate, GateKind::ErrorRate, GateKind::TimeoutRate]
+        .into_iter()
+        .map(|gate| rate(gates, z, gate, PathRole::Sync, s, control_min))
+        .collect();
+    let outcome = if control.iter().any(|v| v.verdict == Verdict::Fail) {
+        Outcome::ProviderWide
+    } else if async_verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
+        Outcome::Fail {
+            decisive: async_verdicts.iter().any(|v| v.decisive),
+        }
+    } else if async_verdicts.iter().all(|v| v.verdict == Verdict::Pass) {
+        Outcome::Pass
+    } else {
+        Outcome::Inconclusive
+    };
+    Evaluation {
+        gates: async_verdicts,
+        control,
+        outcome,
+    }
+}
+
+/// Which count of a path a rate gate judges, and its threshold.
+fn rate_of(gates: &Gates, gate: GateKind, p: &PathSample) -> (u64, f64) {
+    match gate {
+        GateKind::SuccessRate => (p.successes, gates.min_success_rate),
+        GateKind::ErrorRate => (p.errors, gates.max_error_rate),
+        GateKind::TimeoutRate => (p.timeouts, gates.max_timeout_rate),
+        GateKind::FallbackRate => (p.fallbacks, gates.max_fallback_rate),
+        // Not a rate; `p99_ratio` judges it.
+        GateKind::P99Ratio => (0, gates.max_p99_ratio),
+    }
+}
+
+fn rate(gates: &Gates, z: f64, gate: GateKind, path: PathRole, sample: &PathSample, min_pass: u64) -> GateVerdict {
+    let (count, threshold) = rate_of(gates, gate, sample);
+    let samples = sample.samples;
+    let count = count.min(samples);
+    if samples == 0 {
+        return GateVerdict {
+            gate,
+            path,
+            verdict: Verdict::Inconclusive,
+            observed: None,
+            interval: None,
+            threshold,
+            samples,
+            decisive: false,
+        };
+    }
+    let interval = wilson_interval(count, samples, z);
+    let observed = count as f64 / samples as f64;
+    // Judge every gate as a "bad share at most a limit" so one rule covers both directions.
+    let (bad_lo, bad_hi, bad_limit) = if gate.is_minimum() {
+        (1.0 - interval.hi, 1.0 - interval.lo, 1.0 - threshold)
+    } else {
+        (interval.lo, interval.hi, threshold)
+    };
+    let verdict = if bad_lo > bad_limit && samples >= gates.min_fail_samples {
+        Verdict::Fail
+    } else if bad_hi <= bad_limit && samples >= min_pass {
+        Verdict::Pass
+    } else {
+        Verdict::Inconclusive
+    };
+    let decisive = verdict == Verdict::Fail
+        && samples >= gates.decisive_min_samples
+        && bad_lo >= gates.decisive_factor * bad_limit;
+    GateVerdict {
+        gate,
+        path,
+        verdict,
+        observed: Some(observed),
+        interval: Some(interval),
+        threshold,
+        samples,
+        decisive,
+    }
+}
+
+fn p99_ratio(gates: &Gates, a: &PathSample, s: &PathSample, remembered: Option<Duration>) -> GateVerdict {
+    let threshold = gates.max_p99_ratio;
+    let live_control = s.p99.filter(|_| s.samples >= gates.min_latency_samples);
+    let (control_p99, control_samples) = match (live_control, remembered) {
+        (Some(p99), _) => (Some(p99), s.samples),
+        // A remembered control already had enough samples when it was taken.
+        (None, Some(p99)) => (Some(p99), gates.min_latency_samples.max(gates.decisive_min_samples)),
+        (None, None) => (None, s.samples),
+    };
+    let samples = a.samples.min(control_samples);
+    let observed = match (a.p99, control_p99) {
+        (Some(ap), Some(sp)) => {
+            // A zero control p99 only happens with a coarse clock; a microsecond floor keeps the ratio finite.
+            let floor = Duration::from_micros(1);
+            Some(ap.max(floor).as_secs_f64() / sp.max(floor).as_secs_f64())
+        }
+        _ => None,
+    };
+    let (verdict, decisive) = match observed {
+        Some(r) if a.samples >= gates.min_latency_samples && control_p99.is_some() => {
+            if r <= threshold {
+                (Verdict::Pass, false)
+            } else {
+                let decisive = samples >= gates.decisive_min_samples && r >= threshold * gates.decisive_factor;
+                (Verdict::Fail, decisive)
+            }
+        }
+        _ => (Verdict::Inconclusive, false),
+    };
+    GateVerdict {
+        gate: GateKind::P99Ratio,
+        path: PathRole::Async,
+        verdict,
+        observed,
+        interval: None,
+        threshold,
+        samples,
+        decisive,
+    }
+}

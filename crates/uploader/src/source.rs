@@ -1,0 +1,403 @@
+//! Reading the file to upload: the pre-flight check, the hashing chunked stream of the async path,
+//! the whole-file read of the sync path, and the change detection both share.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::error::UploadError;
+
+/// What a file looked like before the upload began; any difference later means it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+
+    /// Why `now` differs from `self`, if it does.
+    pub(crate) fn change_to(&self, now: &Fingerprint) -> Option<String> {
+        if now.len != self.len {
+            return Some(format!("size went from {} to {} bytes", self.len, now.len));
+        }
+        if now.modified != self.modified {
+            return Some("modification time moved".to_owned());
+        }
+        None
+    }
+}
+
+/// Check that `path` names a non-empty regular file we can open, without reading its contents.
+pub(crate) async fn preflight(path: &Path) -> Result<Fingerprint, UploadError> {
+    let owned = || path.to_path_buf();
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|err| classify_open_error(path, err))?;
+    if meta.is_dir() {
+        return Err(UploadError::Directory { path: owned() });
+    }
+    if !meta.is_file() {
+        return Err(UploadError::Unreadable {
+            path: owned(),
+            source: io::Error::other("not a regular file"),
+        });
+    }
+    // Metadata is readable without read permission; opening proves we can read before anything
+    // is sent.
+    tokio::fs::File::open(path)
+        .await
+        .map_err(|err| classify_open_error(path, err))?;
+    let fingerprint = Fingerprint::of(&meta);
+    if fingerprint.len == 0 {
+        return Err(UploadError::Empty { path: owned() });
+    }
+    Ok(fingerprint)
+}
+
+fn classify_open_error(path: &Path, err: io::Error) -> UploadError {
+    match err.kind() {
+        io::ErrorKind::NotFound => UploadError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => UploadError::Unreadable {
+            path: path.to_path_buf(),
+            source: err,
+        },
+    }
+}
+
+/// An I/O failure while re-reading the file for an attempt, or a detected change.
+#[derive(Debug)]
+pub(crate) enum ReadFailure {
+    /// The file could not be opened or read.
+    Io(io::Error),
+    /// The file is no longer what the fingerprint describes.
+    Changed(String),
+}
+
+/// The sync path's read: the whole file in memory, checked against the fingerprint after reading.
+/// Blocking; call it on a blocking thread.
+pub(crate) fn read_whole(
+    path: &Path,
+    expected: &Fingerprint,
+) -> Result<(Bytes, String), ReadFailure> {
+    let mut file = std::fs::File::open(path).map_err(ReadFailure::Io)?;
+    let before = Fingerprint::of(&file.metadata().map_err(ReadFailure::Io)?);
+    if let Some(change) = expected.change_to(&before) {
+        return Err(ReadFailure::Changed(change));
+    }
+    let capacity = usize::try_from(expected.len).unwrap_or(usize::MAX);
+    let mut contents = Vec::with_capacity(capacity);
+    io::Read::read_to_end(&mut file, &mut contents).map_err(ReadFailure::Io)?;
+    let after = Fingerprint::of(&file.metadata().map_err(ReadFailure::Io)?);
+    if let Some(change) = expected.change_to(&after) {
+        return Err(ReadFailure::Changed(change));
+    }
+    if contents.len() as u64 != expected.len {
+        return Err(ReadFailure::Changed(format!(
+            "read {} bytes of a {}-byte file",
+            contents.len(),
+            expected.len
+        )));
+    }
+    let sha256 = hex::encode(Sha256::digest(&contents));
+    Ok((Bytes::from(contents), sha256))
+}
+
+/// Progress of one attempt's body, shared between the stream the transport pulls and the
+/// watchdog that enforces the connect and stall timeouts.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    origin: Instant,
+    pulled: AtomicU64,
+    last_pull_ms: AtomicU64,
+    change: Mutex<Option<String>>,
+    sha256: Mutex<Option<String>>,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            origin: Instant::now(),
+            pulled: AtomicU64::new(0),
+            last_pull_ms: AtomicU64::new(0),
+            change: Mutex::new(None),
+            sha256: Mutex::new(None),
+        })
+    }
+
+    /// Bytes handed to the transport so far.
+    pub(crate) fn pulled(&self) -> u64 {
+        self.pulled.load(Ordering::Acquire)
+    }
+
+    /// When the transport last took a chunk (the attempt's start until it takes one).
+    pub(crate) fn last_pull(&self) -> Instant {
+        self.origin + std::time::Duration::from_millis(self.last_pull_ms.load(Ordering::Acquire))
+    }
+
+    /// The change the stream detected, if any.
+    pub(crate) fn change(&self) -> Option<String> {
+        self.change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The SHA-256 of the whole file, once the stream has read it all and found it unchanged.
+    pub(crate) fn sha256(&self) -> Option<String> {
+        self.sha256
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record_pull(&self, len: usize) {
+        let elapsed_ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.pulled.fetch_add(len as u64, Ordering::AcqRel);
+        self.last_pull_ms.store(elapsed_ms, Ordering::Release);
+    }
+
+    fn record_change(&self, why: String) -> io::Error {
+        let err = io::Error::other(format!("file changed during upload: {why}"));
+        *self.change.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+        err
+    }
+}
+
+/// The async path's body: the file read in chunks of at most `chunk_size` bytes, hashed as it
+/// goes. It yields exactly `expected.len` bytes or an error; before handing over the last chunk it
+/// checks that the file has not grown, shrunk or been modified, so a changed file never completes
+/// a request body (the provider sees a broken upload, not a mixed one). Memory: one chunk buffer
+/// at a time, whatever the file size.
+pub(crate) struct HashingFileStream {
+    file: tokio::fs::File,
+    expected: Fingerprint,
+    chunk_size: usize,
+    remaining: u64,
+    hasher: Sha256,
+    progress: Arc<Progress>,
+}
+
+impl HashingFileStream {
+    /// Open `path` again for a fresh attempt and check it still matches `expected`.
+    pub(crate) async fn open(
+        path: &Path,
+        expected: Fingerprint,
+        chunk_size: usize,
+        progress: Arc<Progress>,
+    ) -> Result<Self, ReadFailure> {
+        let file = tokio::fs::File::open(path).await.map_err(ReadFailure::Io)?;
+        let now = Fingerprint::of(&file.metadata().await.map_err(ReadFailure::Io)?);
+        if let Some(change) = expected.change_to(&now) {
+            return Err(ReadFailure::Changed(change));
+        }
+        Ok(Self {
+            file,
+            expected,
+            chunk_size: chunk_size.max(1),
+            remaining: expected.len,
+            hasher: Sha256::new(),
+            progress,
+        })
+    }
+
+    /// Turn the reader into the chunk stream the provider's body takes.
+    pub(crate) fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        futures::stream::try_unfold(self, |mut state| async move {
+            if state.remaining == 0 {
+                return Ok(None);
+            }
+            let chunk = state.next_chunk().await?;
+            state.hasher.update(&chunk);
+            if state.remaining == 0 {
+                state.check_unchanged_at_end().await?;
+                let digest = std::mem::take(&mut state.hasher).finalize();
+                *state
+                    .progress
+                    .sha256
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(hex::encode(digest));
+            }
+            state.progress.record_pull(chunk.len());
+            Ok(Some((chunk, state)))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<Bytes> {
+        let want = self.remaining.min(self.chunk_size as u64) as usize;
+        let mut buffer = BytesMut::with_capacity(want);
+        while buffer.len() < want {
+            // `take` keeps a read from overshooting the chunk (and the expected length).
+            let limit = (want - buffer.len()) as u64;
+            let read = (&mut self.file).take(limit).read_buf(&mut buffer).await?;
+            if read == 0 {
+                let seen = self.expected.len - self.remaining + buffer.len() as u64;
+                let why = format!("it ended after {seen} of {} bytes", self.expected.len);
+                return Err(self.progress.record_change(why));
+            }
+        }
+        self.remaining -= want as u64;
+        Ok(buffer.freeze())
+    }
+
+    async fn check_unchanged_at_end(&mut self) -> io::Result<()> {
+        let mut probe = [0u8; 1];
+        if self.file.read(&mut probe).await? != 0 {
+            let why = format!("it grew past its {} bytes", self.expected.len);
+            return Err(self.progress.record_change(why));
+        }
+        let now = Fingerprint::of(&self.file.metadata().await?);
+        if let Some(why) = self.expected.change_to(&now) {
+            return Err(self.progress.record_change(why));
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-256 of a file read in chunks: used for tests and checks, never on an upload path.
+#[cfg(test)]
+pub(crate) fn sha256_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use futures::TryStreamExt;
+    use proptest::prelude::*;
+
+    async fn collect(path: &Path, chunk: usize) -> (Result<Vec<Bytes>, io::Error>, Arc<Progress>) {
+        let fp = preflight(path).await.unwrap();
+        let progress = Progress::new();
+        let stream = HashingFileStream::open(path, fp, chunk, progress.clone())
+            .await
+            .unwrap()
+            .into_stream();
+        (stream.try_collect().await, progress)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn stream_yields_the_file_in_bounded_chunks_with_its_hash(
+            contents in proptest::collection::vec(any::<u8>(), 1..20_000),
+            chunk in 1usize..5_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.bin");
+            std::fs::write(&path, &contents).unwrap();
+            let (chunks, progress) = runtime().block_on(collect(&path, chunk));
+            let chunks = chunks.unwrap();
+            prop_assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= chunk));
+            let joined: Vec<u8> = chunks.concat();
+            prop_assert_eq!(&joined, &contents);
+            prop_assert_eq!(progress.pulled(), contents.len() as u64);
+            prop_assert_eq!(progress.sha256(), Some(sha256_of(&contents)));
+            prop_assert_eq!(progress.change(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_grows_mid_stream_fails_before_its_last_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grows.txt");
+        std::fs::write(&path, vec![b'a'; 10_000]).unwrap();
+        let fp = preflight(&path).await.unwrap();
+        let progress = Progress::new();
+        let mut stream = Box::pin(
+            HashingFileStream::open(&path, fp, 4_096, progress.clone())
+                .await
+                .unwrap()
+                .into_stream(),
+        );
+        let first = stream.try_next().await.unwrap().unwrap();
+        assert_eq!(first.len(), 4_096);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        io::Write::write_all(&mut file, b"more").unwrap();
+        let mut delivered = first.len();
+        let err = loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => delivered += chunk.len(),
+                Ok(None) => panic!("a changed file must not complete"),
+                Err(err) => break err,
+            }
+        };
+        assert!(delivered < 10_000, "the last chunk was handed over");
+        assert!(err.to_string().contains("changed"), "{err}");
+        assert!(progress.change().is_some());
+        assert_eq!(progress.sha256(), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrinks_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shrinks.txt");
+        std::fs::write(&path, vec![b'a'; 10_000]).unwrap();
+        let fp = preflight(&path).await.unwrap();
+        let progress = Progress::new();
+        let stream = HashingFileStream::open(&path, fp, 4_096, progress.clone())
+            .await
+            .unwrap()
+            .into_stream();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(5_000)
+            .unwrap();
+        let result: Result<Vec<Bytes>, _> = stream.try_collect().await;
+        assert!(result.is_err());
+        assert!(progress.change().unwrap().contains("ended after"));
+    }
+
+    #[tokio::test]
+    async fn preflight_names_each_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pdf");
+        assert!(matches!(preflight(&missing).await, Err(UploadError::NotFound { .. })));
+        assert!(matches!(preflight(dir.path()).await, Err(UploadError::Directory { .. })));
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(preflight(&empty).await, Err(UploadError::Empty { .. })));
+    }
+
+    #[test]
+    fn read_whole_detects_a_different_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        std::fs::write(&path, b"hello").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let fp = Fingerprint::of(&meta);
+        let (bytes, sha) = read_whole(&path, &fp).unwrap();
+        assert_eq!(&bytes[..], b"hello");
+        assert_eq!(sha, sha256_of(b"hello"));
+        std::fs::write(&path, b"hello, world").unwrap();
+        assert!(matches!(read_whole(&path, &fp), Err(ReadFailure::Changed(_))));
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the uploader against the harness stand-ins over loopback, in one binary
+//! (one link instead of five).
+
+#![allow(clippy::unwrap_used, clippy::large_futures)]
+
+mod common;
+mod faults;
+mod inputs;
+mod memory;
+mod paths;

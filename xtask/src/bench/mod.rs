@@ -1,0 +1,578 @@
+//! `cargo xtask bench`: every performance claim measured side by side, in one run, on this machine.
+//!
+//! The orchestrator (this module, in whatever profile `cargo xtask` was built) measures nothing itself:
+//! it builds `xtask/examples/bench_worker.rs` (release for a full run, dev for `--quick`) and runs every
+//! measured piece of work in worker processes, so a figure is never skewed by the orchestrator's own
+//! memory or by debug code:
+//!
+//! - the stand-in (or, for the large upload, a contract-free streaming sink) runs in its own worker;
+//! - each measured upload (async, sync, curl) and the raw TCP copy runs as the only child of
+//!   `bench_worker rusage`, which reports its peak RSS and CPU from `getrusage(RUSAGE_CHILDREN)`.
+//!
+//! Results go to `target/upramp/bench/results.json` and a table on stdout; `docs/benchmarks.md` records a
+//! full run. Exit code 0 when every scenario was measured (a missed goal is reported, not an error),
+//! 1 when a scenario could not run.
+
+mod criterion;
+mod machine;
+mod process;
+mod proto;
+mod results;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{bail, ensure, Context};
+
+use self::machine::Machine;
+use self::process::{child_report, measure, run_worker, StandInProcess};
+use self::proto::{BatchReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport};
+use self::results::{
+    BenchResults, FlagEvalResults, LargeUploadResults, LatencyResults, MemoryResults, MemoryRow, Mode,
+    PathLatency, Scenario, ThroughputResults, Transfer, ValidateResults,
+};
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Every scenario at a small size with dev-profile workers; asserts no speed (the CI smoke run).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// The stand-in key of a bench run: a local mock credential, handed to workers through the environment.
+const BENCH_KEY: &str = "sk-upramp-bench-local";
+
+/// The sizes of one run.
+#[derive(Debug, Clone)]
+struct Plan {
+    mode: Mode,
+    worker_profile: &'static str,
+    memory_sizes: Vec<u64>,
+    throughput_files: u64,
+    throughput_file_bytes: u64,
+    throughput_latency_ms: u64,
+    async_concurrency: usize,
+    large_bytes: u64,
+    large_rounds: usize,
+    latency_rate: u64,
+    latency_secs: u64,
+    latency_file_bytes: u64,
+    latency_added_ms: u64,
+    latency_timeout_ms: u64,
+    criterion_args: Vec<&'static str>,
+    validate_args: Vec<&'static str>,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                mode: Mode::Quick,
+                worker_profile: "dev",
+                memory_sizes: vec![100_000, 1_000_000],
+                throughput_files: 16,
+                throughput_file_bytes: 65_536,
+                throughput_latency_ms: 10,
+                async_concurrency: 8,
+                large_bytes: 4_000_000,
+                large_rounds: 1,
+                latency_rate: 20,
+                latency_secs: 1,
+                latency_file_bytes: 16_384,
+                latency_added_ms: 10,
+                latency_timeout_ms: 500,
+                criterion_args: vec!["--warm-up-time", "0.1", "--measurement-time", "0.3", "--noplot"],
+                validate_args: vec!["validate", "--quick"],
+            }
+        } else {
+            Self {
+                mode: Mode::Full,
+                worker_profile: "release",
+                memory_sizes: vec![1_000_000, 10_000_000, 100_000_000],
+                throughput_files: 200,
+                throughput_file_bytes: 1_000_000,
+                throughput_latency_ms: 50,
+                async_concurrency: 64,
+                large_bytes: 500_000_000,
+                large_rounds: 2,
+                latency_rate: 40,
+                latency_secs: 10,
+                latency_file_bytes: 262_144,
+                latency_added_ms: 50,
+                latency_timeout_ms: 2_000,
+                criterion_args: vec!["--warm-up-time", "1", "--measurement-time", "3", "--noplot"],
+                validate_args: vec!["validate"],
+            }
+        }
+    }
+}
+
+/// Everything a scenario needs to start workers.
+struct Bench {
+    worker: PathBuf,
+    work_dir: PathBuf,
+    curl: bool,
+}
+
+/// Run the benchmarks.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let plan = Plan::new(args.quick);
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let machine = Machine::detect();
+    let out_dir = process::workspace_root().join("target").join("upramp").join("bench");
+    let work_dir = out_dir.join("work");
+    if work_dir.exists() {
+        std::fs::remove_dir_all(&work_dir)
+            .with_context(|| format!("cannot clear {}", work_dir.display()))?;
+    }
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+
+    eprintln!("bench: building the worker ({} profile)", plan.worker_profile);
+    let worker = process::build_worker(plan.worker_profile)?;
+    let ctx = Bench { worker, work_dir: work_dir.clone(), curl: process::curl_available() };
+    if !ctx.curl {
+        eprintln!("bench: curl not found; its columns stay empty");
+    }
+
+    eprintln!("bench: memory");
+    let memory = Scenario::from_result(memory(&ctx, &plan));
+    eprintln!("bench: throughput");
+    let throughput = Scenario::from_result(throughput(&ctx, &plan));
+    eprintln!("bench: large upload");
+    let large_upload = Scenario::from_result(large_upload(&ctx, &plan));
+    eprintln!("bench: latency under load");
+    let latency = Scenario::from_result(latency(&ctx, &plan));
+    // The corpus can be half a gigabyte: gone before the slower, file-free scenarios.
+    let _ = std::fs::remove_dir_all(&work_dir);
+    eprintln!("bench: flag evaluation (criterion)");
+    let flag_eval = Scenario::from_result(flag_eval(&plan));
+    eprintln!("bench: cargo xtask {}", plan.validate_args.join(" "));
+    let validate = Scenario::from_result(validate(&plan, &out_dir));
+
+    let mut results = BenchResults {
+        schema_version: results::SCHEMA_VERSION,
+        mode: plan.mode,
+        started_at_utc: results::utc_timestamp(started_at),
+        wall_secs: 0.0,
+        machine,
+        worker_profile: plan.worker_profile.to_owned(),
+        memory,
+        throughput,
+        large_upload,
+        latency,
+        flag_eval,
+        validate,
+        goals: Vec::new(),
+        legacy_claims: Vec::new(),
+    };
+    if plan.mode == Mode::Full {
+        results.goals = results::judge_goals(&results);
+        results.legacy_claims = results::judge_legacy_claims(&results);
+    }
+    results.wall_secs = started.elapsed().as_secs_f64();
+
+    let json_path = out_dir.join("results.json");
+    let json = serde_json::to_string_pretty(&results).context("cannot serialize the results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    print!("{}", results::render_table(&results));
+    println!("\nresults: {}", json_path.display());
+
+    let all_measured = results.memory.measured().is_some()
+        && results.throughput.measured().is_some()
+        && results.large_upload.measured().is_some()
+        && results.latency.measured().is_some()
+        && results.flag_eval.measured().is_some()
+        && results.validate.measured().is_some();
+    Ok(if all_measured { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn s(value: impl ToString) -> String {
+    value.to_string()
+}
+
+fn path_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Write `count` files of `bytes` each under `dir` (seeded, incompressible) through the worker.
+fn generate(ctx: &Bench, dir: &Path, prefix: &str, count: u64, bytes: u64) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let args = vec![
+        s("generate"),
+        s("--dir"),
+        path_arg(dir),
+        s("--prefix"),
+        s(prefix),
+        s("--count"),
+        s(count),
+        s("--bytes"),
+        s(bytes),
+    ];
+    let report: proto::GenerateReport = run_worker(&ctx.worker, BENCH_KEY, &args)?;
+    ensure!(
+        report.files.len() as u64 == count,
+        "generator wrote {} files, expected {count}",
+        report.files.len()
+    );
+    Ok(report.files)
+}
+
+/// Run one measured upload of `file` on `path` (`async` or `sync`) through a worker.
+fn measured_upload(ctx: &Bench, base_url: &str, path: &str, file: &Path) -> anyhow::Result<(proto::RusageReport, UploadReport)> {
+    let args = vec![
+        s("upload"),
+        s("--base-url"),
+        s(base_url),
+        s("--path"),
+        s(path),
+        s("--file"),
+        path_arg(file),
+    ];
+    let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &args)?;
+    let report: UploadReport = child_report(&usage, "upload worker")?;
+    let size = std::fs::metadata(file).with_context(|| format!("cannot stat {}", file.display()))?.len();
+    ensure!(
+        report.bytes == size,
+        "{path} upload of {} acknowledged {} bytes, expected {size}",
+        file.display(),
+        report.bytes
+    );
+    Ok((usage, report))
+}
+
+/// Run `curl -F file=@FILE` against `base_url` as a measured child; fails unless the answer is 200.
+fn measured_curl(ctx: &Bench, base_url: &str, file: &Path) -> anyhow::Result<proto::RusageReport> {
+    let header_file = ctx.work_dir.join("curl-auth-header");
+    process::write_curl_header_file(&header_file, BENCH_KEY)?;
+    let args = vec![
+        s("-sS"),
+        s("-o"),
+        s("/dev/null"),
+        s("-w"),
+        s("{\"http_code\":%{http_code}}"),
+        s("-H"),
+        format!("@{}", header_file.display()),
+        s("-F"),
+        format!("file=@{}", file.display()),
+        s("-F"),
+        s("purpose=file-extract"),
+        format!("{}/files", base_url.trim_end_matches('/')),
+    ];
+    let usage = measure(&ctx.worker, BENCH_KEY, Path::new("curl"), &args)?;
+    #[derive(serde::Deserialize)]
+    struct CurlOut {
+        http_code: u16,
+    }
+    let out: CurlOut = child_report(&usage, "curl")?;
+    ensure!(out.http_code == 200, "curl upload of {} got HTTP {}", file.display(), out.http_code);
+    Ok(usage)
+}
+
+fn memory(ctx: &Bench, plan: &Plan) -> anyhow::Result<MemoryResults> {
+    let dir = ctx.work_dir.join("memory");
+    let mut files = Vec::new();
+    for &size in &plan.memory_sizes {
+        let mut generated = generate(ctx, &dir, &format!("memory-{size}"), 1, size)?;
+        files.push((size, generated.pop().context("generator wrote no file")?));
+    }
+    let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, 0)?;
+    let base_url = stand_in.base_url().to_owned();
+    let idle_args = vec![s("idle"), s("--base-url"), base_url.clone()];
+    let idle = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &idle_args)?;
+    let mut rows = Vec::new();
+    for (size, file) in &files {
+        let (async_usage, _) = measured_upload(ctx, &base_url, "async", file)?;
+        let (sync_usage, _) = measured_upload(ctx, &base_url, "sync", file)?;
+        let curl_rss_kib = if ctx.curl {
+            Some(measured_curl(ctx, &base_url, file)?.max_rss_kib)
+        } else {
+            None
+        };
+        rows.push(MemoryRow {
+            file_bytes: *size,
+            async_rss_kib: async_usage.max_rss_kib,
+            sync_rss_kib: sync_usage.max_rss_kib,
+            curl_rss_kib,
+        });
+    }
+    let expected = files.len() as u64 * if ctx.curl { 3 } else { 2 };
+    check_stored(stand_in.stop()?, expected)?;
+    Ok(MemoryResults { idle_rss_kib: idle.max_rss_kib, curl_available: ctx.curl, rows })
+}
+
+fn check_stored(summary: ServeSummary, expected: u64) -> anyhow::Result<()> {
+    ensure!(
+        summary.stored_files == expected,
+        "the stand-in stored {} files, expected {expected}",
+        summary.stored_files
+    );
+    Ok(())
+}
+
+fn batch(ctx: &Bench, plan: &Plan, path: &str, concurrency: usize, files: &[PathBuf]) -> anyhow::Result<BatchReport> {
+    let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, plan.throughput_latency_ms)?;
+    let mut args = vec![
+        s("batch"),
+        s("--base-url"),
+        s(stand_in.base_url()),
+        s("--path"),
+        s(path),
+        s("--concurrency"),
+        s(concurrency),
+    ];
+    args.extend(files.iter().map(|f| path_arg(f)));
+    let report: BatchReport = run_worker(&ctx.worker, BENCH_KEY, &args)?;
+    ensure!(
+        report.failed == 0 && report.ok == files.len() as u64,
+        "{path} batch: {} ok, {} failed (first error: {})",
+        report.ok,
+        report.failed,
+        report.first_error.as_deref().unwrap_or("none")
+    );
+    check_stored(stand_in.stop()?, files.len() as u64)?;
+    Ok(report)
+}
+
+fn throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<ThroughputResults> {
+    let dir = ctx.work_dir.join("throughput");
+    let files = generate(ctx, &dir, "batch", plan.throughput_files, plan.throughput_file_bytes)?;
+    let async_report = batch(ctx, plan, "async", plan.async_concurrency, &files)?;
+    let sync_report = batch(ctx, plan, "sync", 1, &files)?;
+    ensure!(async_report.elapsed_secs > 0.0, "async batch reported no elapsed time");
+    Ok(ThroughputResults {
+        files: plan.throughput_files,
+        file_bytes: plan.throughput_file_bytes,
+        added_latency_ms: plan.throughput_latency_ms,
+        async_concurrency: plan.async_concurrency,
+        sync_concurrency: 1,
+        async_secs: async_report.elapsed_secs,
+        sync_secs: sync_report.elapsed_secs,
+        speedup: sync_report.elapsed_secs / async_report.elapsed_secs,
+    })
+}
+
+/// The large upload goes to `bench_worker sink`: the stand-ins keep the contract's 100 MB cap, so a
+/// 500 MB file needs a receiver without one. The sink does the stand-in's per-byte work (multer parse,
+/// SHA-256) and nothing else.
+fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> {
+    let dir = ctx.work_dir.join("large");
+    let file = generate(ctx, &dir, "large", 1, plan.large_bytes)?
+        .pop()
+        .context("generator wrote no file")?;
+    let sink = StandInProcess::start_sink(&ctx.worker, BENCH_KEY)?;
+    let base_url = sink.base_url().to_owned();
+    let to_transfer = |usage: &proto::RusageReport, standin_cpu_secs: Option<f64>| Transfer {
+        wall_secs: usage.wall_secs,
+        mib_per_sec: plan.large_bytes as f64 / (1024.0 * 1024.0) / usage.wall_secs.max(1e-9),
+        client_cpu_secs: usage.user_secs + usage.sys_secs,
+        standin_cpu_secs,
+        client_rss_kib: usage.max_rss_kib,
+    };
+    let fastest = |best: Option<Transfer>, new: Transfer| match best {
+        Some(best) if best.wall_secs <= new.wall_secs => Some(best),
+        _ => Some(new),
+    };
+    let (mut best_async, mut best_curl, mut best_tcp) = (None, None, None);
+    let mut uploads = 0;
+    // Rounds interleave the three transfers so that a noisy neighbour hurts them alike; the fastest
+    // round of each is the least disturbed one.
+    for _ in 0..plan.large_rounds {
+        let before = sink.cpu_secs()?;
+        let (usage, _) = measured_upload(ctx, &base_url, "async", &file)?;
+        uploads += 1;
+        best_async = fastest(best_async, to_transfer(&usage, Some(sink.cpu_secs()? - before)));
+        if ctx.curl {
+            let before = sink.cpu_secs()?;
+            let usage = measured_curl(ctx, &base_url, &file)?;
+            uploads += 1;
+            best_curl = fastest(best_curl, to_transfer(&usage, Some(sink.cpu_secs()? - before)));
+        }
+        let tcp_args = vec![s("tcp-copy"), s("--file"), path_arg(&file)];
+        let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &tcp_args)?;
+        let report: TcpCopyReport = child_report(&usage, "tcp-copy worker")?;
+        ensure!(report.bytes == plan.large_bytes, "tcp copy moved {} bytes, expected {}", report.bytes, plan.large_bytes);
+        best_tcp = fastest(best_tcp, to_transfer(&usage, None));
+    }
+    let standin_peak_rss_kib = sink.peak_rss_kib();
+    check_stored(sink.stop()?, uploads)?;
+    let (Some(async_path), Some(tcp_copy)) = (best_async, best_tcp) else {
+        bail!("no round of the large upload ran");
+    };
+    Ok(LargeUploadResults {
+        file_bytes: plan.large_bytes,
+        async_vs_curl: best_curl.as_ref().map(|c| c.wall_secs / async_path.wall_secs),
+        async_vs_tcp: tcp_copy.wall_secs / async_path.wall_secs,
+        async_path,
+        curl: best_curl,
+        tcp_copy,
+        standin_peak_rss_kib,
+    })
+}
+
+fn latency(ctx: &Bench, plan: &Plan) -> anyhow::Result<LatencyResults> {
+    let dir = ctx.work_dir.join("latency");
+    let file = generate(ctx, &dir, "latency", 1, plan.latency_file_bytes)?
+        .pop()
+        .context("generator wrote no file")?;
+    let mut paths = Vec::new();
+    for path in ["async", "sync"] {
+        let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, plan.latency_added_ms)?;
+        let args = vec![
+            s("open-loop"),
+            s("--base-url"),
+            s(stand_in.base_url()),
+            s("--path"),
+            s(path),
+            s("--file"),
+            path_arg(&file),
+            s("--rate"),
+            s(plan.latency_rate),
+            s("--duration-secs"),
+            s(plan.latency_secs),
+            s("--timeout-ms"),
+            s(plan.latency_timeout_ms),
+        ];
+        let report: OpenLoopReport = run_worker(&ctx.worker, BENCH_KEY, &args)?;
+        stand_in.stop()?;
+        paths.push(summarize_open_loop(path, &report, plan.latency_timeout_ms)?);
+    }
+    Ok(LatencyResults {
+        rate_per_sec: plan.latency_rate,
+        duration_secs: plan.latency_secs,
+        file_bytes: plan.latency_file_bytes,
+        added_latency_ms: plan.latency_added_ms,
+        timeout_ms: plan.latency_timeout_ms,
+        paths,
+    })
+}
+
+/// Percentiles over every request, a timed-out one counting as the deadline (what its caller saw).
+fn summarize_open_loop(path: &str, report: &OpenLoopReport, timeout_ms: u64) -> anyhow::Result<PathLatency> {
+    let count = |end: RequestEnd| report.requests.iter().filter(|(_, e)| *e == end).count() as u64;
+    let (ok, timeouts, errors) = (count(RequestEnd::Ok), count(RequestEnd::Timeout), count(RequestEnd::Error));
+    ensure!(
+        ok > 0,
+        "{path}: no request of {} succeeded (first error: {})",
+        report.requests.len(),
+        report.first_error.as_deref().unwrap_or("none")
+    );
+    let mut latencies: Vec<f64> = report
+        .requests
+        .iter()
+        .map(|&(ms, end)| if end == RequestEnd::Timeout { timeout_ms as f64 } else { ms })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let requests = latencies.len() as u64;
+    Ok(PathLatency {
+        path: path.to_owned(),
+        requests,
+        ok,
+        timeouts,
+        errors,
+        p50_ms: results::percentile(&latencies, 0.50).unwrap_or(0.0),
+        p99_ms: results::percentile(&latencies, 0.99).unwrap_or(0.0),
+        timeout_rate: timeouts as f64 / requests as f64,
+        first_error: report.first_error.clone(),
+    })
+}
+
+fn flag_eval(plan: &Plan) -> anyhow::Result<FlagEvalResults> {
+    let since = SystemTime::now();
+    let mut command = Command::new(process::cargo());
+    command
+        .args(["bench", "-p", "upramp-flags", "--bench", "eval"])
+        .current_dir(process::workspace_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if plan.mode == Mode::Quick {
+        command.args(["--profile", "dev"]);
+    }
+    let status = command
+        .arg("--")
+        .args(&plan.criterion_args)
+        .status()
+        .context("cannot run `cargo bench -p upramp-flags`")?;
+    ensure!(status.success(), "`cargo bench -p upramp-flags --bench eval` failed with {status}");
+    let criterion_dir = process::target_dir()?.join("criterion");
+    let benchmarks = criterion::collect_medians(&criterion_dir, since)?;
+    ensure!(!benchmarks.is_empty(), "the flags bench wrote no criterion estimates under {}", criterion_dir.display());
+    Ok(FlagEvalResults { benchmarks })
+}
+
+fn validate(plan: &Plan, out_dir: &Path) -> anyhow::Result<ValidateResults> {
+    let log_path = out_dir.join("validate.log");
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log_err = log.try_clone().context("cannot share the validate log")?;
+    let command = format!("cargo xtask {}", plan.validate_args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(process::cargo())
+        .arg("xtask")
+        .args(&plan.validate_args)
+        .current_dir(process::workspace_root())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .status()
+        .with_context(|| format!("cannot run `{command}`"))?;
+    let wall_secs = started.elapsed().as_secs_f64();
+    match status.code() {
+        // 0: every check held; 1: it ran and a check failed. Either way the wall time is real.
+        Some(code @ (0 | 1)) => Ok(ValidateResults { command, wall_secs, exit_code: Some(code) }),
+        _ => {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+            bail!("`{command}` did not run to completion ({status}): {last}")
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_loop_counts_timeouts_at_the_deadline() {
+        let report = OpenLoopReport {
+            requests: vec![
+                (50.0, RequestEnd::Ok),
+                (60.0, RequestEnd::Ok),
+                (2_400.0, RequestEnd::Timeout),
+                (70.0, RequestEnd::Error),
+            ],
+            first_error: Some("HTTP 500".to_owned()),
+            elapsed_secs: 2.5,
+        };
+        let summary = summarize_open_loop("sync", &report, 2_000).unwrap();
+        assert_eq!((summary.requests, summary.ok, summary.timeouts, summary.errors), (4, 2, 1, 1));
+        assert_eq!(summary.p50_ms, 60.0);
+        assert_eq!(summary.p99_ms, 2_000.0);
+        assert_eq!(summary.timeout_rate, 0.25);
+    }
+
+    #[test]
+    fn a_path_with_no_success_is_an_error() {
+        let report = OpenLoopReport {
+            requests: vec![(10.0, RequestEnd::Error)],
+            first_error: Some("connection refused".to_owned()),
+            elapsed_secs: 0.1,
+        };
+        let err = summarize_open_loop("async", &report, 500).unwrap_err();
+        assert!(err.to_string().contains("connection refused"));
+    }
+
+    #[test]
+    fn quick_plan_is_smaller_than_full() {
+        let (quick, full) = (Plan::new(true), Plan::new(false));
+        assert!(quick.large_bytes < full.large_bytes);
+        assert!(quick.memory_sizes.iter().max() < full.memory_sizes.iter().max());
+        assert!(quick.throughput_files < full.throughput_files);
+        assert_eq!(full.memory_sizes, [1_000_000, 10_000_000, 100_000_000]);
+        assert_eq!((full.throughput_files, full.async_concurrency), (200, 64));
+        assert_eq!(full.large_bytes, 500_000_000);
+    }
+}

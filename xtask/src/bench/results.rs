@@ -1,0 +1,909 @@
+//! The results of one bench run: the model written to `results.json`, the goal and claim checks derived
+//! from it, and the table printed on stdout. Everything here is pure, so it is unit tested.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::Machine;
+
+/// Version of the `results.json` layout; bump it when a field changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Everything one `cargo xtask bench` run measured, with the machine it ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResults {
+    /// Layout version of this document.
+    pub schema_version: u32,
+    /// `full` or `quick`.
+    pub mode: Mode,
+    /// When the run started, UTC, RFC 3339.
+    pub started_at_utc: String,
+    /// Wall seconds of the whole run, builds included.
+    pub wall_secs: f64,
+    /// The measuring machine.
+    pub machine: Machine,
+    /// Cargo profile the measured worker processes were built with (`release` or `dev`).
+    pub worker_profile: String,
+    /// Scenario 1: peak RSS of one upload per size and path.
+    pub memory: Scenario<MemoryResults>,
+    /// Scenario 2: many small files with added latency, async against sync.
+    pub throughput: Scenario<ThroughputResults>,
+    /// Scenario 3: one large upload against curl and a raw TCP copy.
+    pub large_upload: Scenario<LargeUploadResults>,
+    /// Scenario 4: open-loop arrivals above the sync path's capacity, with a deadline.
+    pub latency: Scenario<LatencyResults>,
+    /// Scenario 5a: the criterion flag-evaluation bench.
+    pub flag_eval: Scenario<FlagEvalResults>,
+    /// Scenario 5b: the wall time of `cargo xtask validate`.
+    pub validate: Scenario<ValidateResults>,
+    /// The project's goals, judged on the figures above (empty in quick mode).
+    pub goals: Vec<Check>,
+    /// The legacy system's unmeasured claims, next to what we measured (empty in quick mode).
+    pub legacy_claims: Vec<Check>,
+}
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The sizes the goals are stated for.
+    Full,
+    /// Every scenario at a small size: a smoke run that judges no speed.
+    Quick,
+}
+
+/// A scenario either measured something or failed to run; a failure is recorded, never a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Scenario<T> {
+    /// The scenario ran; its figures.
+    Measured(T),
+    /// The scenario could not run; why.
+    Failed {
+        /// One line naming what failed.
+        error: String,
+    },
+}
+
+impl<T> Scenario<T> {
+    /// The figures, if the scenario ran.
+    pub fn measured(&self) -> Option<&T> {
+        match self {
+            Self::Measured(value) => Some(value),
+            Self::Failed { .. } => None,
+        }
+    }
+
+    /// Record an error as a failed scenario.
+    pub fn from_result(result: anyhow::Result<T>) -> Self {
+        match result {
+            Ok(value) => Self::Measured(value),
+            Err(err) => Self::Failed {
+                error: format!("{err:#}").replace('\n', " "),
+            },
+        }
+    }
+}
+
+/// Scenario 1 figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryResults {
+    /// Peak RSS of the same worker binary that builds the uploader and exits without uploading.
+    pub idle_rss_kib: u64,
+    /// Whether `curl` was found, so its column is meaningful.
+    pub curl_available: bool,
+    /// One row per file size, smallest first.
+    pub rows: Vec<MemoryRow>,
+}
+
+/// Peak RSS of one upload of one file size, per path, in KiB (`ru_maxrss` of the child).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryRow {
+    /// Size of the uploaded file.
+    pub file_bytes: u64,
+    /// Async (streaming) path.
+    pub async_rss_kib: u64,
+    /// Sync (legacy, buffered) path.
+    pub sync_rss_kib: u64,
+    /// `curl -F file=@...` to the same stand-in.
+    pub curl_rss_kib: Option<u64>,
+}
+
+/// Scenario 2 figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputResults {
+    /// Number of files.
+    pub files: u64,
+    /// Size of each file.
+    pub file_bytes: u64,
+    /// Latency the stand-in added to every request.
+    pub added_latency_ms: u64,
+    /// Async path's concurrency limit.
+    pub async_concurrency: usize,
+    /// Sync path's concurrency (the legacy one at a time).
+    pub sync_concurrency: usize,
+    /// Wall seconds for all files on the async path.
+    pub async_secs: f64,
+    /// Wall seconds for all files on the sync path.
+    pub sync_secs: f64,
+    /// `sync_secs / async_secs`.
+    pub speedup: f64,
+}
+
+/// One transfer of the large file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Wall seconds of the whole process, spawn to exit.
+    pub wall_secs: f64,
+    /// File size over wall time.
+    pub mib_per_sec: f64,
+    /// CPU seconds (user + system) of the sending process.
+    pub client_cpu_secs: f64,
+    /// CPU seconds of the receiving stand-in during this transfer, when a stand-in received it.
+    pub standin_cpu_secs: Option<f64>,
+    /// Peak RSS of the sending process.
+    pub client_rss_kib: u64,
+}
+
+/// Scenario 3 figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LargeUploadResults {
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// The async path to the stand-in.
+    pub async_path: Transfer,
+    /// `curl` to the same stand-in.
+    pub curl: Option<Transfer>,
+    /// The same bytes over a plain loopback TCP socket into a discarding listener.
+    pub tcp_copy: Transfer,
+    /// Async throughput as a multiple of curl's (`curl wall / async wall`).
+    pub async_vs_curl: Option<f64>,
+    /// Async throughput as a multiple of the raw copy's (`tcp wall / async wall`).
+    pub async_vs_tcp: f64,
+    /// Peak RSS of the stand-in process after the transfers (it must stream, so this stays small).
+    pub standin_peak_rss_kib: Option<u64>,
+}
+
+/// Scenario 4 figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyResults {
+    /// Arrival rate, requests per second.
+    pub rate_per_sec: u64,
+    /// Seconds of arrivals.
+    pub duration_secs: u64,
+    /// Size of each file.
+    pub file_bytes: u64,
+    /// Latency the stand-in added to every request.
+    pub added_latency_ms: u64,
+    /// The caller's deadline per request.
+    pub timeout_ms: u64,
+    /// One entry per path.
+    pub paths: Vec<PathLatency>,
+}
+
+/// Latency and timeouts of one path under open-loop load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathLatency {
+    /// `async` or `sync`.
+    pub path: String,
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Requests that got a receipt in time.
+    pub ok: u64,
+    /// Requests whose deadline passed.
+    pub timeouts: u64,
+    /// Requests that failed with an error before the deadline.
+    pub errors: u64,
+    /// Median latency over all requests; a timed-out request counts as the deadline.
+    pub p50_ms: f64,
+    /// 99th percentile latency over all requests; a timed-out request counts as the deadline.
+    pub p99_ms: f64,
+    /// `timeouts / requests`.
+    pub timeout_rate: f64,
+    /// First error message, if any.
+    pub first_error: Option<String>,
+}
+
+/// Scenario 5a figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagEvalResults {
+    /// One entry per criterion benchmark found.
+    pub benchmarks: Vec<CriterionMedian>,
+}
+
+/// Median of one criterion benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriterionMedian {
+    /// Benchmark id (its directory under `target/criterion`).
+    pub name: String,
+    /// Median time per iteration, nanoseconds.
+    pub median_ns: f64,
+}
+
+/// Scenario 5b figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidateResults {
+    /// The command that was timed.
+    pub command: String,
+    /// Its wall seconds.
+    pub wall_secs: f64,
+    /// Its exit code (`None` if a signal ended it).
+    pub exit_code: Option<i32>,
+}
+
+/// A goal or claim next to the measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// What is claimed or required.
+    pub statement: String,
+    /// What we measured, in words and numbers.
+    pub measured: String,
+    /// Whether the measurement meets it; `None` when the figure could not be measured.
+    pub met: Option<bool>,
+}
+
+/// `value` at quantile `q` (0..=1) of `sorted` by the nearest-rank method; `None` when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.saturating_sub(1)).copied()
+}
+
+/// `time` as an RFC 3339 UTC timestamp with second precision.
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn size_label(bytes: u64) -> String {
+    if bytes >= 1_000_000 && bytes % 1_000_000 == 0 {
+        format!("{} MB", bytes / 1_000_000)
+    } else if bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn reduction(smaller: f64, larger: f64) -> f64 {
+    if larger > 0.0 {
+        1.0 - smaller / larger
+    } else {
+        0.0
+    }
+}
+
+/// How much the async path's peak RSS may grow from the smallest to the largest file and still count
+/// as flat: a quarter of the 16 MiB budget, far below the 99 MB the file grows by.
+pub const FLAT_TOLERANCE_KIB: u64 = 4 * 1024;
+
+/// Judge the project's goals on the measured figures. A figure that was not measured gives `met: None`.
+pub fn judge_goals(results: &BenchResults) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let memory = results.memory.measured();
+    let largest = memory.and_then(|m| m.rows.last());
+    let smallest = memory.and_then(|m| m.rows.first());
+
+    let max_async = memory.and_then(|m| m.rows.iter().map(|r| r.async_rss_kib).max());
+    checks.push(Check {
+        statement: "async peak RSS at most 16 MiB at every size".to_owned(),
+        measured: max_async.map_or_else(not_measured, |kib| format!("max {:.1} MiB", mib(kib))),
+        met: max_async.map(|kib| kib <= 16 * 1024),
+    });
+
+    let idle = memory.map(|m| m.idle_rss_kib);
+    let above_idle = max_async.zip(idle).map(|(a, i)| a.saturating_sub(i));
+    checks.push(Check {
+        statement: "async peak RSS at most 16 MiB above the idle process".to_owned(),
+        measured: above_idle.map_or_else(not_measured, |kib| {
+            format!("max {:.1} MiB above idle", mib(kib))
+        }),
+        met: above_idle.map(|kib| kib <= 16 * 1024),
+    });
+
+    let growth = smallest
+        .zip(largest)
+        .map(|(s, l)| (l.async_rss_kib as i64 - s.async_rss_kib as i64, s, l));
+    checks.push(Check {
+        statement: format!(
+            "async peak RSS flat in file size (grows at most {} MiB)",
+            FLAT_TOLERANCE_KIB / 1024
+        ),
+        measured: growth.map_or_else(not_measured, |(g, s, l)| {
+            format!(
+                "{:+.1} MiB from {} to {}",
+                g as f64 / 1024.0,
+                size_label(s.file_bytes),
+                size_label(l.file_bytes)
+            )
+        }),
+        met: growth.map(|(g, _, _)| g <= FLAT_TOLERANCE_KIB as i64),
+    });
+
+    checks.push(Check {
+        statement: "async peak RSS at least 90% below sync (largest file)".to_owned(),
+        measured: largest.map_or_else(not_measured, |row| {
+            format!(
+                "{:.1}% below at {}",
+                100.0 * reduction(row.async_rss_kib as f64, row.sync_rss_kib as f64),
+                size_label(row.file_bytes)
+            )
+        }),
+        met: largest.map(|row| reduction(row.async_rss_kib as f64, row.sync_rss_kib as f64) >= 0.9),
+    });
+
+    checks.push(Check {
+        statement: "sync peak RSS at least the file size (the baseline really buffers)".to_owned(),
+        measured: largest.map_or_else(not_measured, |row| {
+            format!(
+                "{:.1} MiB for a {:.1} MiB file",
+                mib(row.sync_rss_kib),
+                row.file_bytes as f64 / MIB
+            )
+        }),
+        met: largest.map(|row| row.sync_rss_kib * 1024 >= row.file_bytes),
+    });
+
+    let throughput = results.throughput.measured();
+    checks.push(Check {
+        statement: "throughput at least 20x sync (many files, added latency)".to_owned(),
+        measured: throughput.map_or_else(not_measured, |t| format!("{:.1}x", t.speedup)),
+        met: throughput.map(|t| t.speedup >= 20.0),
+    });
+
+    let vs_curl = results
+        .large_upload
+        .measured()
+        .and_then(|l| l.async_vs_curl.map(|ratio| (ratio, l.file_bytes)));
+    checks.push(Check {
+        statement: "single large upload at least 0.9x curl".to_owned(),
+        measured: vs_curl.map_or_else(not_measured, |(ratio, bytes)| {
+            format!("{ratio:.2}x curl on {}", size_label(bytes))
+        }),
+        met: vs_curl.map(|(ratio, _)| ratio >= 0.9),
+    });
+    checks
+}
+
+/// Put the legacy system's claims next to our measurements. `met` says whether our figure is at least
+/// as good as the claim's lower bound.
+pub fn judge_legacy_claims(results: &BenchResults) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let largest = results.memory.measured().and_then(|m| m.rows.last());
+    checks.push(Check {
+        statement: "80-90% less memory".to_owned(),
+        measured: largest.map_or_else(not_measured, |row| {
+            format!(
+                "{:.1}% less peak RSS at {}",
+                100.0 * reduction(row.async_rss_kib as f64, row.sync_rss_kib as f64),
+                size_label(row.file_bytes)
+            )
+        }),
+        met: largest.map(|row| reduction(row.async_rss_kib as f64, row.sync_rss_kib as f64) >= 0.8),
+    });
+
+    let throughput = results.throughput.measured();
+    checks.push(Check {
+        statement: "5-10x throughput".to_owned(),
+        measured: throughput.map_or_else(not_measured, |t| format!("{:.1}x", t.speedup)),
+        met: throughput.map(|t| t.speedup >= 5.0),
+    });
+
+    let by_path = |name: &str| {
+        results
+            .latency
+            .measured()
+            .and_then(|l| l.paths.iter().find(|p| p.path == name))
+    };
+    let pair = by_path("async").zip(by_path("sync"));
+    checks.push(Check {
+        statement: "30-50% lower latency".to_owned(),
+        measured: pair.map_or_else(not_measured, |(a, s)| {
+            format!(
+                "p50 {:.0}% lower ({:.0} vs {:.0} ms), p99 {:.0}% lower ({:.0} vs {:.0} ms)",
+                100.0 * reduction(a.p50_ms, s.p50_ms),
+                a.p50_ms,
+                s.p50_ms,
+                100.0 * reduction(a.p99_ms, s.p99_ms),
+                a.p99_ms,
+                s.p99_ms
+            )
+        }),
+        met: pair.map(|(a, s)| reduction(a.p50_ms, s.p50_ms) >= 0.3),
+    });
+
+    checks.push(Check {
+        statement: "95% fewer timeouts".to_owned(),
+        measured: pair.map_or_else(not_measured, |(a, s)| {
+            if s.timeouts == 0 {
+                format!(
+                    "no sync timeouts to compare ({} async, {} sync)",
+                    a.timeouts, s.timeouts
+                )
+            } else {
+                format!(
+                    "{:.1}% fewer ({} of {} async vs {} of {} sync)",
+                    100.0 * reduction(a.timeouts as f64, s.timeouts as f64),
+                    a.timeouts,
+                    a.requests,
+                    s.timeouts,
+                    s.requests
+                )
+            }
+        }),
+        met: pair.and_then(|(a, s)| {
+            (s.timeouts > 0).then(|| reduction(a.timeouts as f64, s.timeouts as f64) >= 0.95)
+        }),
+    });
+    checks
+}
+
+fn not_measured() -> String {
+    "not measured".to_owned()
+}
+
+/// Render rows as aligned, space-separated columns.
+fn render_columns(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|row| row.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[c] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+fn met_label(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "n/a",
+    }
+}
+
+/// The human-readable table printed at the end of a run.
+pub fn render_table(results: &BenchResults) -> String {
+    let mut out = String::new();
+    let m = &results.machine;
+    let _ = writeln!(
+        out,
+        "upramp bench ({} mode, {} workers) at {}: {} cores ({}), {:.1} GiB, kernel {}, {:.0} s",
+        match results.mode {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+        },
+        results.worker_profile,
+        results.started_at_utc,
+        m.cores,
+        m.cpu_model,
+        m.mem_total_kib as f64 / (1024.0 * 1024.0),
+        m.kernel,
+        results.wall_secs
+    );
+    out.push('\n');
+
+    let mut rows = vec![row(&["scenario", "figure", "async", "sync", "curl", "tcp copy"])];
+    let failed = |rows: &mut Vec<Vec<String>>, name: &str, error: &str| {
+        rows.push(vec![name.to_owned(), format!("FAILED: {error}")]);
+    };
+    match &results.memory {
+        Scenario::Measured(mem) => {
+            rows.push(vec![
+                "memory".to_owned(),
+                "idle worker peak RSS".to_owned(),
+                format!("{:.1} MiB", mib(mem.idle_rss_kib)),
+            ]);
+            for r in &mem.rows {
+                rows.push(vec![
+                    "memory".to_owned(),
+                    format!("peak RSS, {}", size_label(r.file_bytes)),
+                    format!("{:.1} MiB", mib(r.async_rss_kib)),
+                    format!("{:.1} MiB", mib(r.sync_rss_kib)),
+                    r.curl_rss_kib
+                        .map_or_else(|| "-".to_owned(), |k| format!("{:.1} MiB", mib(k))),
+                ]);
+            }
+        }
+        Scenario::Failed { error } => failed(&mut rows, "memory", error),
+    }
+    match &results.throughput {
+        Scenario::Measured(t) => {
+            rows.push(vec![
+                "throughput".to_owned(),
+                format!(
+                    "{} x {}, +{} ms, c={} vs {}",
+                    t.files,
+                    size_label(t.file_bytes),
+                    t.added_latency_ms,
+                    t.async_concurrency,
+                    t.sync_concurrency
+                ),
+                format!("{:.2} s", t.async_secs),
+                format!("{:.2} s", t.sync_secs),
+            ]);
+            rows.push(vec![
+                "throughput".to_owned(),
+                "speedup (sync / async time)".to_owned(),
+                format!("{:.1}x", t.speedup),
+            ]);
+        }
+        Scenario::Failed { error } => failed(&mut rows, "throughput", error),
+    }
+    match &results.large_upload {
+        Scenario::Measured(l) => {
+            let rate = |t: &Transfer| format!("{:.0} MiB/s", t.mib_per_sec);
+            rows.push(vec![
+                "large".to_owned(),
+                format!("one {} upload", size_label(l.file_bytes)),
+                rate(&l.async_path),
+                "-".to_owned(),
+                l.curl.as_ref().map_or_else(|| "-".to_owned(), rate),
+                rate(&l.tcp_copy),
+            ]);
+            rows.push(vec![
+                "large".to_owned(),
+                "async as a multiple of".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                l.async_vs_curl
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
+                format!("{:.2}x", l.async_vs_tcp),
+            ]);
+        }
+        Scenario::Failed { error } => failed(&mut rows, "large", error),
+    }
+    match &results.latency {
+        Scenario::Measured(l) => {
+            let path = |name: &str| l.paths.iter().find(|p| p.path == name);
+            let cell = |p: Option<&PathLatency>, f: &dyn Fn(&PathLatency) -> String| {
+                p.map_or_else(|| "-".to_owned(), f)
+            };
+            let (a, s) = (path("async"), path("sync"));
+            let title = format!(
+                "{}/s x {} s of {}, +{} ms, deadline {} ms",
+                l.rate_per_sec,
+                l.duration_secs,
+                size_label(l.file_bytes),
+                l.added_latency_ms,
+                l.timeout_ms
+            );
+            rows.push(vec!["latency".to_owned(), title]);
+            let p50 = |p: &PathLatency| format!("{:.0} ms", p.p50_ms);
+            let p99 = |p: &PathLatency| format!("{:.0} ms", p.p99_ms);
+            let timeouts = |p: &PathLatency| {
+                format!(
+                    "{:.1}% ({}/{})",
+                    100.0 * p.timeout_rate,
+                    p.timeouts,
+                    p.requests
+                )
+            };
+            rows.push(vec![
+                "latency".to_owned(),
+                "p50".to_owned(),
+                cell(a, &p50),
+                cell(s, &p50),
+            ]);
+            rows.push(vec![
+                "latency".to_owned(),
+                "p99".to_owned(),
+                cell(a, &p99),
+                cell(s, &p99),
+            ]);
+            rows.push(vec![
+                "latency".to_owned(),
+                "timeouts".to_owned(),
+                cell(a, &timeouts),
+                cell(s, &timeouts),
+            ]);
+        }
+        Scenario::Failed { error } => failed(&mut rows, "latency", error),
+    }
+    match &results.flag_eval {
+        Scenario::Measured(f) => {
+            for b in &f.benchmarks {
+                rows.push(vec![
+                    "flags".to_owned(),
+                    format!("criterion median, {}", b.name),
+                    format!("{:.1} ns", b.median_ns),
+                ]);
+            }
+        }
+        Scenario::Failed { error } => failed(&mut rows, "flags", error),
+    }
+    match &results.validate {
+        Scenario::Measured(v) => rows.push(vec![
+            "validate".to_owned(),
+            format!(
+                "`{}` wall time (exit {})",
+                v.command,
+                v.exit_code
+                    .map_or_else(|| "by signal".to_owned(), |c| c.to_string())
+            ),
+            format!("{:.1} s", v.wall_secs),
+        ]),
+        Scenario::Failed { error } => failed(&mut rows, "validate", error),
+    }
+    out.push_str(&render_columns(&rows));
+
+    for (title, checks) in [
+        ("goal", &results.goals),
+        ("legacy claim", &results.legacy_claims),
+    ] {
+        if checks.is_empty() {
+            continue;
+        }
+        out.push('\n');
+        let mut rows = vec![row(&[title, "measured", "verdict"])];
+        for check in checks {
+            rows.push(vec![
+                check.statement.clone(),
+                check.measured.clone(),
+                met_label(check.met).to_owned(),
+            ]);
+        }
+        out.push_str(&render_columns(&rows));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A complete, plausible run with fixed numbers, so the snapshots pin the layout.
+    pub(crate) fn sample() -> BenchResults {
+        let mut results = BenchResults {
+            schema_version: SCHEMA_VERSION,
+            mode: Mode::Full,
+            started_at_utc: "2026-05-01T10:00:00Z".to_owned(),
+            wall_secs: 312.5,
+            machine: Machine {
+                cores: 2,
+                cpu_model: "AMD EPYC".to_owned(),
+                mem_total_kib: 24_683_656,
+                kernel: "6.18.44".to_owned(),
+            },
+            worker_profile: "release".to_owned(),
+            memory: Scenario::Measured(MemoryResults {
+                idle_rss_kib: 7_000,
+                curl_available: true,
+                rows: vec![
+                    MemoryRow {
+                        file_bytes: 1_000_000,
+                        async_rss_kib: 9_000,
+                        sync_rss_kib: 11_000,
+                        curl_rss_kib: Some(6_000),
+                    },
+                    MemoryRow {
+                        file_bytes: 100_000_000,
+                        async_rss_kib: 9_500,
+                        sync_rss_kib: 205_000,
+                        curl_rss_kib: Some(6_100),
+                    },
+                ],
+            }),
+            throughput: Scenario::Measured(ThroughputResults {
+                files: 200,
+                file_bytes: 1_000_000,
+                added_latency_ms: 50,
+                async_concurrency: 64,
+                sync_concurrency: 1,
+                async_secs: 0.6,
+                sync_secs: 12.0,
+                speedup: 20.0,
+            }),
+            large_upload: Scenario::Measured(LargeUploadResults {
+                file_bytes: 500_000_000,
+                async_path: Transfer {
+                    wall_secs: 2.0,
+                    mib_per_sec: 238.4,
+                    client_cpu_secs: 1.8,
+                    standin_cpu_secs: Some(1.5),
+                    client_rss_kib: 9_800,
+                },
+                curl: Some(Transfer {
+                    wall_secs: 1.9,
+                    mib_per_sec: 251.0,
+                    client_cpu_secs: 0.4,
+                    standin_cpu_secs: Some(1.5),
+                    client_rss_kib: 6_000,
+                }),
+                tcp_copy: Transfer {
+                    wall_secs: 0.25,
+                    mib_per_sec: 1907.3,
+                    client_cpu_secs: 0.3,
+                    standin_cpu_secs: None,
+                    client_rss_kib: 4_000,
+                },
+                async_vs_curl: Some(0.95),
+                async_vs_tcp: 0.125,
+                standin_peak_rss_kib: Some(12_000),
+            }),
+            latency: Scenario::Measured(LatencyResults {
+                rate_per_sec: 40,
+                duration_secs: 10,
+                file_bytes: 262_144,
+                added_latency_ms: 50,
+                timeout_ms: 2_000,
+                paths: vec![
+                    PathLatency {
+                        path: "async".to_owned(),
+                        requests: 400,
+                        ok: 400,
+                        timeouts: 0,
+                        errors: 0,
+                        p50_ms: 55.0,
+                        p99_ms: 70.0,
+                        timeout_rate: 0.0,
+                        first_error: None,
+                    },
+                    PathLatency {
+                        path: "sync".to_owned(),
+                        requests: 400,
+                        ok: 180,
+                        timeouts: 220,
+                        errors: 0,
+                        p50_ms: 2_000.0,
+                        p99_ms: 2_000.0,
+                        timeout_rate: 0.55,
+                        first_error: None,
+                    },
+                ],
+            }),
+            flag_eval: Scenario::Measured(FlagEvalResults {
+                benchmarks: vec![CriterionMedian {
+                    name: "evaluate".to_owned(),
+                    median_ns: 21.5,
+                }],
+            }),
+            validate: Scenario::Failed {
+                error: "`cargo xtask validate` could not start".to_owned(),
+            },
+            goals: Vec::new(),
+            legacy_claims: Vec::new(),
+        };
+        results.goals = judge_goals(&results);
+        results.legacy_claims = judge_legacy_claims(&results);
+        results
+    }
+
+    #[test]
+    fn results_json_layout_is_stable() {
+        insta::assert_json_snapshot!(sample());
+    }
+
+    #[test]
+    fn results_round_trip_through_json() {
+        let results = sample();
+        let text = serde_json::to_string(&results).unwrap();
+        let back: BenchResults = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
+    fn table_layout_is_stable() {
+        insta::assert_snapshot!(render_table(&sample()));
+    }
+
+    #[test]
+    fn goals_judge_each_figure() {
+        let results = sample();
+        let verdicts: Vec<Option<bool>> = results.goals.iter().map(|c| c.met).collect();
+        // 9.5 MiB max, 2.5 MiB above idle, +0.5 MiB growth, 95% below sync, sync >= file,
+        // 20x, 0.95x curl.
+        assert_eq!(verdicts, vec![Some(true); 7]);
+    }
+
+    #[test]
+    fn unmeasured_figures_are_not_judged() {
+        let mut results = sample();
+        results.memory = Scenario::Failed {
+            error: "no stand-in".to_owned(),
+        };
+        results.throughput = Scenario::Failed {
+            error: "no stand-in".to_owned(),
+        };
+        let goals = judge_goals(&results);
+        assert!(goals[..6].iter().all(|c| c.met.is_none()));
+        assert!(goals[..6].iter().all(|c| c.measured == "not measured"));
+        assert_eq!(goals[6].met, Some(true));
+    }
+
+    #[test]
+    fn missed_goals_are_reported_as_missed() {
+        let mut results = sample();
+        if let Scenario::Measured(t) = &mut results.throughput {
+            t.speedup = 12.0;
+        }
+        let throughput_goal = &judge_goals(&results)[5];
+        assert_eq!(throughput_goal.met, Some(false));
+        assert_eq!(throughput_goal.measured, "12.0x");
+        assert!(render_table(&{
+            let mut r = results.clone();
+            r.goals = judge_goals(&r);
+            r
+        })
+        .contains("MISSED"));
+    }
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&sorted, 0.5), Some(50.0));
+        assert_eq!(percentile(&sorted, 0.99), Some(99.0));
+        assert_eq!(percentile(&sorted, 1.0), Some(100.0));
+        assert_eq!(percentile(&sorted, 0.0), Some(1.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(utc_timestamp(leap_day), "2000-02-29T01:02:03Z");
+    }
+
+    #[test]
+    fn sizes_are_labelled_in_their_natural_unit() {
+        assert_eq!(size_label(100_000_000), "100 MB");
+        assert_eq!(size_label(262_144), "256 KiB");
+        assert_eq!(size_label(1_500), "1500 B");
+    }
+}
