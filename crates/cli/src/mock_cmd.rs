@@ -40,7 +40,8 @@ fn parse_flavor(name: &str) -> Result<Flavor, String> {
 
 /// Run `upramp mock`.
 pub fn run(args: MockArgs) -> CliResult {
-    let faults = FaultPlan::parse(&args.faults).map_err(|err| CliError::usage(anyhow::anyhow!("--faults: {err}")))?;
+    let faults = FaultPlan::parse(&args.faults)
+        .map_err(|err| CliError::usage(anyhow::anyhow!("--faults: {err}")))?;
     let config = StandInConfig::new(args.provider)
         .with_addr(args.addr)
         .with_api_key(args.api_key)
@@ -66,7 +67,9 @@ async fn serve(config: StandInConfig) -> CliResult {
             .context("could not write the base URL to stdout")
             .map_err(CliError::work)?;
     }
-    eprintln!("upramp mock: {flavor} stand-in listening (faults: {faults}, seed: {seed}); Ctrl-C to stop");
+    eprintln!(
+        "upramp mock: {flavor} stand-in listening (faults: {faults}, seed: {seed}); Ctrl-C to stop"
+    );
     wait_for_signal().await.map_err(CliError::work)?;
     let stats = stand_in.stats();
     stand_in.shutdown().await;
@@ -89,5 +92,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 #[cfg(not(unix))]
 async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("could not listen for Ctrl-C")
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not listen for Ctrl-C")
 }

@@ -18,20 +18,39 @@ impl Drop for Running {
 #[test]
 fn mock_prints_its_base_url_first_and_accepts_an_upload() {
     let child = Command::new(env!("CARGO_BIN_EXE_upramp"))
-        .args(["mock", "--provider", "kimi", "--api-key", "sk-test", "--faults", "latency:1ms", "--seed", "3"])
+        .args([
+            "mock",
+            "--provider",
+            "kimi",
+            "--api-key",
+            "sk-test",
+            "--faults",
+            "latency:1ms",
+            "--seed",
+            "3",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut running = Running(child);
     let mut first_line = String::new();
-    BufReader::new(running.0.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    BufReader::new(running.0.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
     let base_url = first_line.trim();
-    assert!(base_url.starts_with("http://127.0.0.1:") && base_url.ends_with("/v1"), "{first_line:?}");
+    assert!(
+        base_url.starts_with("http://127.0.0.1:") && base_url.ends_with("/v1"),
+        "{first_line:?}"
+    );
 
     let form = reqwest::blocking::multipart::Form::new()
         .text("purpose", "file-extract")
-        .part("file", reqwest::blocking::multipart::Part::bytes(b"hello mock".to_vec()).file_name("hello.txt"));
+        .part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(b"hello mock".to_vec())
+                .file_name("hello.txt"),
+        );
     let response = reqwest::blocking::Client::new()
         .post(format!("{base_url}/files"))
         .bearer_auth("sk-test")
@@ -44,7 +63,10 @@ fn mock_prints_its_base_url_first_and_accepts_an_upload() {
     assert_eq!(body["filename"], "hello.txt");
     assert_eq!(body["status"], "ok");
 
-    let unauthorised = reqwest::blocking::Client::new().get(format!("{base_url}/files")).send().unwrap();
+    let unauthorised = reqwest::blocking::Client::new()
+        .get(format!("{base_url}/files"))
+        .send()
+        .unwrap();
     assert_eq!(unauthorised.status(), 401);
 }
 
@@ -65,8 +87,14 @@ fn a_malformed_fault_spec_is_a_one_line_usage_error() {
 
 #[test]
 fn an_unknown_provider_is_a_usage_error() {
-    let output = Command::new(env!("CARGO_BIN_EXE_upramp")).args(["mock", "--provider", "openai"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_upramp"))
+        .args(["mock", "--provider", "openai"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("unknown provider \"openai\" for a stand-in (expected kimi or glm)"), "{stderr}");
+    assert!(
+        stderr.contains("unknown provider \"openai\" for a stand-in (expected kimi or glm)"),
+        "{stderr}"
+    );
 }

@@ -50,7 +50,14 @@ pub enum FileKind {
 
 impl FileKind {
     /// Every kind.
-    pub const ALL: [Self; 6] = [Self::Text, Self::Json, Self::Csv, Self::Markdown, Self::Python, Self::Binary];
+    pub const ALL: [Self; 6] = [
+        Self::Text,
+        Self::Json,
+        Self::Csv,
+        Self::Markdown,
+        Self::Python,
+        Self::Binary,
+    ];
 
     /// The file extension, without the dot.
     pub fn extension(self) -> &'static str {
@@ -103,10 +110,20 @@ impl FromStr for FileKind {
 /// its path. Memory use does not depend on `size`.
 pub fn generate(dir: &Path, kind: FileKind, size: u64, seed: u64) -> io::Result<PathBuf> {
     if kind == FileKind::Json && size == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a JSON file cannot be 0 bytes"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a JSON file cannot be 0 bytes",
+        ));
     }
-    let path = dir.join(format!("{}-{seed}-{size}.{}", kind.as_str(), kind.extension()));
-    let mut out = Budget { out: BufWriter::with_capacity(64 * 1024, File::create(&path)?), left: size };
+    let path = dir.join(format!(
+        "{}-{seed}-{size}.{}",
+        kind.as_str(),
+        kind.extension()
+    ));
+    let mut out = Budget {
+        out: BufWriter::with_capacity(64 * 1024, File::create(&path)?),
+        left: size,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ kind_salt(kind));
     match kind {
         FileKind::Text => write_lines(&mut out, &mut rng, text_line)?,
@@ -116,7 +133,10 @@ pub fn generate(dir: &Path, kind: FileKind, size: u64, seed: u64) -> io::Result<
         FileKind::Python => write_python(&mut out, &mut rng)?,
         FileKind::Binary => write_binary(&mut out, &mut rng)?,
     }
-    out.out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+    out.out
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()?;
     Ok(path)
 }
 
@@ -152,9 +172,10 @@ fn kind_salt(kind: FileKind) -> u64 {
 }
 
 const WORDS: [&str; 32] = [
-    "upload", "stream", "provider", "rollout", "flag", "bucket", "gate", "latency", "retry", "fallback",
-    "chunk", "file", "async", "sync", "window", "metric", "kimi", "glm", "tenant", "request", "receipt",
-    "policy", "budget", "signal", "stage", "cohort", "sample", "quota", "buffer", "socket", "header", "digest",
+    "upload", "stream", "provider", "rollout", "flag", "bucket", "gate", "latency", "retry",
+    "fallback", "chunk", "file", "async", "sync", "window", "metric", "kimi", "glm", "tenant",
+    "request", "receipt", "policy", "budget", "signal", "stage", "cohort", "sample", "quota",
+    "buffer", "socket", "header", "digest",
 ];
 
 fn word(rng: &mut ChaCha8Rng) -> &'static str {
@@ -183,7 +204,11 @@ fn markdown_line(rng: &mut ChaCha8Rng) -> String {
 
 /// Lines cut to the exact size; every line is ASCII, so a cut never splits a character, and the last
 /// byte is forced to a newline.
-fn write_lines(out: &mut Budget, rng: &mut ChaCha8Rng, line: fn(&mut ChaCha8Rng) -> String) -> io::Result<()> {
+fn write_lines(
+    out: &mut Budget,
+    rng: &mut ChaCha8Rng,
+    line: fn(&mut ChaCha8Rng) -> String,
+) -> io::Result<()> {
     while out.left > 1 {
         let text = line(rng);
         let take = (text.len() as u64).min(out.left - 1) as usize;
@@ -344,8 +369,12 @@ mod tests {
             }
             FileKind::Csv => {
                 let text = std::str::from_utf8(bytes).unwrap();
-                let columns: Vec<usize> = text.lines().map(|line| line.split(',').count()).collect();
-                assert!(columns.windows(2).all(|pair| pair[0] == pair[1]), "ragged CSV");
+                let columns: Vec<usize> =
+                    text.lines().map(|line| line.split(',').count()).collect();
+                assert!(
+                    columns.windows(2).all(|pair| pair[0] == pair[1]),
+                    "ragged CSV"
+                );
                 if bytes.len() > 100 {
                     assert_eq!(columns[0], 5);
                 }
@@ -362,7 +391,20 @@ mod tests {
     fn every_kind_has_the_exact_size_and_is_valid() {
         let dir = tempfile::tempdir().unwrap();
         for kind in FileKind::ALL {
-            for size in [1u64, 2, 17, 27, 28, 41, 42, 43, 1_000, 1_024, 65_537, 1 << 20] {
+            for size in [
+                1u64,
+                2,
+                17,
+                27,
+                28,
+                41,
+                42,
+                43,
+                1_000,
+                1_024,
+                65_537,
+                1 << 20,
+            ] {
                 let path = generate(dir.path(), kind, size, 3).unwrap();
                 let bytes = read(&path);
                 assert_eq!(bytes.len() as u64, size, "{kind} {size}");
@@ -401,7 +443,11 @@ mod tests {
         for size in [0u64, 1, 2, 90, 1_000, 100_000] {
             paths.push(generate(dir.path(), FileKind::Python, size, 9).unwrap());
         }
-        let status = std::process::Command::new("python3").arg("-m").arg("py_compile").args(&paths).status();
+        let status = std::process::Command::new("python3")
+            .arg("-m")
+            .arg("py_compile")
+            .args(&paths)
+            .status();
         match status {
             Ok(status) => assert!(status.success(), "py_compile rejected a generated file"),
             // No interpreter on this machine: the size and text checks above still ran.

@@ -271,15 +271,22 @@ impl FaultPlan {
         for (index, item) in items.iter().enumerate() {
             let text = format_item(item);
             check_value(item, &text)?;
-            let repeated = items[..index]
-                .iter()
-                .any(|earlier| earlier.target == item.target && earlier.rule.kind_name() == item.rule.kind_name());
+            let repeated = items[..index].iter().any(|earlier| {
+                earlier.target == item.target && earlier.rule.kind_name() == item.rule.kind_name()
+            });
             if repeated {
-                return Err(FaultSpecError::Duplicate { item: text, kind: item.rule.kind_name() });
+                return Err(FaultSpecError::Duplicate {
+                    item: text,
+                    kind: item.rule.kind_name(),
+                });
             }
         }
         let plan = Self { items };
-        for (path, name) in [(Some(PathTarget::Async), "async"), (Some(PathTarget::Sync), "sync"), (None, "untagged")] {
+        for (path, name) in [
+            (Some(PathTarget::Async), "async"),
+            (Some(PathTarget::Sync), "sync"),
+            (None, "untagged"),
+        ] {
             let sum: f64 = plan
                 .items
                 .iter()
@@ -328,7 +335,8 @@ impl FaultPlan {
                 FaultRule::Latency(delay) => decision.delay += delay,
                 FaultRule::Jitter(max) => decision.delay += max.mul_f64(jitter),
                 FaultRule::Bandwidth(rate) => {
-                    decision.bandwidth = Some(decision.bandwidth.map_or(rate, |current| current.min(rate)));
+                    decision.bandwidth =
+                        Some(decision.bandwidth.map_or(rate, |current| current.min(rate)));
                 }
             }
         }
@@ -367,13 +375,19 @@ fn format_item(item: &FaultItem) -> String {
 }
 
 fn check_value(item: &FaultItem, text: &str) -> Result<(), FaultSpecError> {
-    let bad = |value: String, expected| FaultSpecError::BadValue { item: text.to_owned(), value, expected };
+    let bad = |value: String, expected| FaultSpecError::BadValue {
+        item: text.to_owned(),
+        value,
+        expected,
+    };
     match item.rule {
         FaultRule::Chance { probability, .. } if !(0.0..=1.0).contains(&probability) => {
             Err(bad(probability.to_string(), PROBABILITY))
         }
         FaultRule::Bandwidth(0) => Err(bad("0".to_owned(), RATE)),
-        FaultRule::Latency(delay) | FaultRule::Jitter(delay) if delay.subsec_nanos() % 1_000 != 0 => {
+        FaultRule::Latency(delay) | FaultRule::Jitter(delay)
+            if delay.subsec_nanos() % 1_000 != 0 =>
+        {
             Err(bad(format!("{delay:?}"), DURATION))
         }
         _ => Ok(()),
@@ -382,11 +396,14 @@ fn check_value(item: &FaultItem, text: &str) -> Result<(), FaultSpecError> {
 
 const PROBABILITY: &str = "a probability from 0 to 1, e.g. 0.05";
 const DURATION: &str = "a whole number with a unit us, ms or s, e.g. 50ms";
-const RATE: &str = "a positive whole number of bytes per second with a unit b, kb, mb or gb, e.g. 1mb";
+const RATE: &str =
+    "a positive whole number of bytes per second with a unit b, kb, mb or gb, e.g. 1mb";
 
 fn parse_item(item: &str, spec: &str) -> Result<FaultItem, FaultSpecError> {
     if item.is_empty() {
-        return Err(FaultSpecError::EmptyItem { spec: spec.to_owned() });
+        return Err(FaultSpecError::EmptyItem {
+            spec: spec.to_owned(),
+        });
     }
     let (body, target) = match item.rsplit_once('@') {
         Some((body, target)) => {
@@ -394,7 +411,10 @@ fn parse_item(item: &str, spec: &str) -> Result<FaultItem, FaultSpecError> {
                 "async" => PathTarget::Async,
                 "sync" => PathTarget::Sync,
                 other => {
-                    return Err(FaultSpecError::UnknownTarget { item: item.to_owned(), target: other.to_owned() })
+                    return Err(FaultSpecError::UnknownTarget {
+                        item: item.to_owned(),
+                        target: other.to_owned(),
+                    })
                 }
             };
             (body, Some(target))
@@ -404,8 +424,14 @@ fn parse_item(item: &str, spec: &str) -> Result<FaultItem, FaultSpecError> {
     let (kind, value) = body
         .split_once(':')
         .map(|(kind, value)| (kind.trim(), value.trim()))
-        .ok_or_else(|| FaultSpecError::MissingValue { item: item.to_owned() })?;
-    let bad = |expected| FaultSpecError::BadValue { item: item.to_owned(), value: value.to_owned(), expected };
+        .ok_or_else(|| FaultSpecError::MissingValue {
+            item: item.to_owned(),
+        })?;
+    let bad = |expected| FaultSpecError::BadValue {
+        item: item.to_owned(),
+        value: value.to_owned(),
+        expected,
+    };
     let rule = match kind {
         "latency" => FaultRule::Latency(parse_duration(value).ok_or_else(|| bad(DURATION))?),
         "jitter" => FaultRule::Jitter(parse_duration(value).ok_or_else(|| bad(DURATION))?),
@@ -414,7 +440,10 @@ fn parse_item(item: &str, spec: &str) -> Result<FaultItem, FaultSpecError> {
             let fault = InjectedFault::ALL
                 .into_iter()
                 .find(|fault| fault.as_str() == kind)
-                .ok_or_else(|| FaultSpecError::UnknownKind { item: item.to_owned(), kind: kind.to_owned() })?;
+                .ok_or_else(|| FaultSpecError::UnknownKind {
+                    item: item.to_owned(),
+                    kind: kind.to_owned(),
+                })?;
             let probability = value
                 .parse::<f64>()
                 .ok()
@@ -427,7 +456,9 @@ fn parse_item(item: &str, spec: &str) -> Result<FaultItem, FaultSpecError> {
 }
 
 fn split_number(value: &str) -> Option<(u64, String)> {
-    let digits_end = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let digits_end = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let number = value[..digits_end].parse::<u64>().ok()?;
     Some((number, value[digits_end..].trim().to_ascii_lowercase()))
 }
@@ -490,8 +521,12 @@ mod tests {
 
     #[test]
     fn parses_targets_and_whitespace() {
-        let plan = FaultPlan::parse(" 500:0.3@async , latency:150ms@async,reset:0.5@sync ").unwrap();
-        assert_eq!(plan.to_string(), "500:0.3@async,latency:150ms@async,reset:0.5@sync");
+        let plan =
+            FaultPlan::parse(" 500:0.3@async , latency:150ms@async,reset:0.5@sync ").unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "500:0.3@async,latency:150ms@async,reset:0.5@sync"
+        );
         assert_eq!(plan.items()[0].target, Some(PathTarget::Async));
         assert!(FaultPlan::parse("").unwrap().is_none());
         assert!(FaultPlan::parse("none").unwrap().is_none());
@@ -524,12 +559,21 @@ mod tests {
     fn decisions_walk_matching_items_in_order() {
         let plan = FaultPlan::parse("500:0.25,reset:0.25@async,latency:10ms@sync,jitter:10ms,bandwidth:2kb,bandwidth:1kb@async").unwrap();
         let async_path = Some(PathTarget::Async);
-        assert_eq!(plan.decide(async_path, 0.1, 0.0).fault, Some(InjectedFault::Status500));
-        assert_eq!(plan.decide(async_path, 0.3, 0.0).fault, Some(InjectedFault::Reset));
+        assert_eq!(
+            plan.decide(async_path, 0.1, 0.0).fault,
+            Some(InjectedFault::Status500)
+        );
+        assert_eq!(
+            plan.decide(async_path, 0.3, 0.0).fault,
+            Some(InjectedFault::Reset)
+        );
         assert_eq!(plan.decide(async_path, 0.6, 0.0).fault, None);
         assert_eq!(plan.decide(Some(PathTarget::Sync), 0.3, 0.0).fault, None);
         assert_eq!(plan.decide(None, 0.3, 0.0).fault, None);
-        assert_eq!(plan.decide(Some(PathTarget::Sync), 0.9, 0.5).delay, Duration::from_millis(15));
+        assert_eq!(
+            plan.decide(Some(PathTarget::Sync), 0.9, 0.5).delay,
+            Duration::from_millis(15)
+        );
         assert_eq!(plan.decide(None, 0.9, 0.5).delay, Duration::from_millis(5));
         assert_eq!(plan.decide(async_path, 0.9, 0.0).bandwidth, Some(1024));
         assert_eq!(plan.decide(None, 0.9, 0.0).bandwidth, Some(2048));
@@ -537,17 +581,29 @@ mod tests {
 
     #[test]
     fn user_agent_names_the_path() {
-        assert_eq!(PathTarget::from_user_agent("upramp/0.1.0 (async)"), Some(PathTarget::Async));
-        assert_eq!(PathTarget::from_user_agent("upramp/0.1.0 (sync)"), Some(PathTarget::Sync));
+        assert_eq!(
+            PathTarget::from_user_agent("upramp/0.1.0 (async)"),
+            Some(PathTarget::Async)
+        );
+        assert_eq!(
+            PathTarget::from_user_agent("upramp/0.1.0 (sync)"),
+            Some(PathTarget::Sync)
+        );
         assert_eq!(PathTarget::from_user_agent("curl/8"), None);
     }
 
     fn arb_item() -> impl Strategy<Value = FaultItem> {
-        let target = prop_oneof![Just(None), Just(Some(PathTarget::Async)), Just(Some(PathTarget::Sync))];
+        let target = prop_oneof![
+            Just(None),
+            Just(Some(PathTarget::Async)),
+            Just(Some(PathTarget::Sync))
+        ];
         let rule = prop_oneof![
-            (0..InjectedFault::ALL.len(), 0u32..=1000).prop_map(|(index, thousandths)| FaultRule::Chance {
-                fault: InjectedFault::ALL[index],
-                probability: f64::from(thousandths) / 1000.0 / 8.0,
+            (0..InjectedFault::ALL.len(), 0u32..=1000).prop_map(|(index, thousandths)| {
+                FaultRule::Chance {
+                    fault: InjectedFault::ALL[index],
+                    probability: f64::from(thousandths) / 1000.0 / 8.0,
+                }
             }),
             (0u64..10_000_000).prop_map(|micros| FaultRule::Latency(Duration::from_micros(micros))),
             (0u64..10_000_000).prop_map(|micros| FaultRule::Jitter(Duration::from_micros(micros))),

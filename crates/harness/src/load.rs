@@ -87,19 +87,30 @@ where
         .map(|(index, input)| async move {
             let begun = Instant::now();
             let outcome = job(input).await;
-            JobResult { index, outcome, latency: begun.elapsed() }
+            JobResult {
+                index,
+                outcome,
+                latency: begun.elapsed(),
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     results.sort_by_key(|result| result.index);
-    LoadReport { results, elapsed: started.elapsed(), concurrency }
+    LoadReport {
+        results,
+        elapsed: started.elapsed(),
+        concurrency,
+    }
 }
 
 impl<T, E> LoadReport<T, E> {
     /// Summarise with `Ok` counted as `ok` and `Err` as `error`, and no byte counts.
     pub fn summary(&self) -> LoadSummary {
-        self.summarize(|outcome| if outcome.is_ok() { "ok" } else { "error" }, |_| 0)
+        self.summarize(
+            |outcome| if outcome.is_ok() { "ok" } else { "error" },
+            |_| 0,
+        )
     }
 
     /// Summarise with the caller's outcome classes and the bytes each successful job moved.
@@ -116,7 +127,8 @@ impl<T, E> LoadReport<T, E> {
                 total_bytes += bytes(value);
             }
         }
-        let mut latencies: Vec<Duration> = self.results.iter().map(|result| result.latency).collect();
+        let mut latencies: Vec<Duration> =
+            self.results.iter().map(|result| result.latency).collect();
         latencies.sort_unstable();
         let seconds = self.elapsed.as_secs_f64();
         let per_second = |amount: f64| if seconds > 0.0 { amount / seconds } else { 0.0 };
@@ -146,7 +158,11 @@ fn percentile(sorted: &[Duration], percent: usize) -> Duration {
 
 impl fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let counts: Vec<String> = self.counts.iter().map(|(class, count)| format!("{class}={count}")).collect();
+        let counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(class, count)| format!("{class}={count}"))
+            .collect();
         write!(
             f,
             "{} jobs in {:.3}s ({:.1} jobs/s, {:.1} MiB/s): {}; latency p50 {:?} p95 {:?} p99 {:?} max {:?}",
@@ -204,7 +220,9 @@ mod tests {
         assert_eq!(summary.jobs, 40);
         assert_eq!(summary.counts["ok"], 36);
         assert_eq!(summary.counts["error"], 4);
-        assert!(summary.p50 <= summary.p95 && summary.p95 <= summary.p99 && summary.p99 <= summary.max);
+        assert!(
+            summary.p50 <= summary.p95 && summary.p95 <= summary.p99 && summary.p99 <= summary.max
+        );
     }
 
     #[tokio::test]
@@ -229,13 +247,30 @@ mod tests {
     fn summary_display_is_one_line() {
         let report = LoadReport {
             results: vec![
-                JobResult { index: 0, outcome: Ok::<u64, ()>(2 << 20), latency: Duration::from_millis(10) },
-                JobResult { index: 1, outcome: Err(()), latency: Duration::from_millis(30) },
+                JobResult {
+                    index: 0,
+                    outcome: Ok::<u64, ()>(2 << 20),
+                    latency: Duration::from_millis(10),
+                },
+                JobResult {
+                    index: 1,
+                    outcome: Err(()),
+                    latency: Duration::from_millis(30),
+                },
             ],
             elapsed: Duration::from_secs(2),
             concurrency: 2,
         };
-        let summary = report.summarize(|outcome| if outcome.is_ok() { "success" } else { "timeout" }, |bytes| *bytes);
+        let summary = report.summarize(
+            |outcome| {
+                if outcome.is_ok() {
+                    "success"
+                } else {
+                    "timeout"
+                }
+            },
+            |bytes| *bytes,
+        );
         insta::assert_snapshot!(summary.to_string(), @"2 jobs in 2.000s (1.0 jobs/s, 1.0 MiB/s): success=1 timeout=1; latency p50 10ms p95 30ms p99 30ms max 30ms");
     }
 

@@ -15,7 +15,8 @@ async fn kimi_upload_list_retrieve_content_delete() {
     let stand_in = start(Flavor::Kimi).await;
     let base = stand_in.base_url();
     let body = b"hello kimi\nsecond line\n".to_vec();
-    let (status, uploaded) = status_and_json(upload(&stand_in, "notes.txt", "file-extract", body.clone()).await).await;
+    let (status, uploaded) =
+        status_and_json(upload(&stand_in, "notes.txt", "file-extract", body.clone()).await).await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("kimi_upload", redact(uploaded.clone()));
     let id = uploaded["id"].as_str().unwrap().to_owned();
@@ -25,31 +26,70 @@ async fn kimi_upload_list_retrieve_content_delete() {
     assert_eq!(stored[0].id, id);
     assert_eq!(stored[0].bytes, body.len() as u64);
     assert_eq!(stored[0].sha256, hex::encode(Sha256::digest(&body)));
-    assert_eq!(stored[0].created_at, uploaded["created_at"].as_i64().unwrap());
+    assert_eq!(
+        stored[0].created_at,
+        uploaded["created_at"].as_i64().unwrap()
+    );
 
     let http = client();
     let key = stand_in.api_key().to_owned();
-    let (status, listed) = status_and_json(http.get(format!("{base}/files")).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, listed) = status_and_json(
+        http.get(format!("{base}/files"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("kimi_list", redact(listed));
 
-    let (status, retrieved) =
-        status_and_json(http.get(format!("{base}/files/{id}")).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, retrieved) = status_and_json(
+        http.get(format!("{base}/files/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, &retrieved), (200, &uploaded));
 
-    let content = http.get(format!("{base}/files/{id}/content")).bearer_auth(&key).send().await.unwrap();
+    let content = http
+        .get(format!("{base}/files/{id}/content"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(content.status(), 200);
-    assert_eq!(content.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        content.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
     assert_eq!(content.text().await.unwrap(), "hello kimi\nsecond line\n");
 
-    let (status, deleted) =
-        status_and_json(http.delete(format!("{base}/files/{id}")).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, deleted) = status_and_json(
+        http.delete(format!("{base}/files/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(deleted, serde_json::json!({ "id": id, "object": "file", "deleted": true }));
+    assert_eq!(
+        deleted,
+        serde_json::json!({ "id": id, "object": "file", "deleted": true })
+    );
     assert!(stand_in.stored_files().is_empty());
 
-    let (status, missing) =
-        status_and_json(http.get(format!("{base}/files/{id}")).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, missing) = status_and_json(
+        http.get(format!("{base}/files/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["type"], "resource_not_found_error");
     let stats = stand_in.stats();
@@ -63,38 +103,79 @@ async fn glm_upload_list_pages_content_delete() {
     let stand_in = start(Flavor::Glm).await;
     let base = stand_in.base_url();
     assert!(base.ends_with("/api/paas/v4"));
-    let (status, uploaded) = status_and_json(upload(&stand_in, "report.csv", "file-extract", b"a,b\n1,2\n".to_vec()).await).await;
+    let (status, uploaded) = status_and_json(
+        upload(
+            &stand_in,
+            "report.csv",
+            "file-extract",
+            b"a,b\n1,2\n".to_vec(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("glm_upload", redact(uploaded.clone()));
     let first_id = uploaded["id"].as_str().unwrap().to_owned();
     for index in 0..4 {
-        let response = upload(&stand_in, &format!("batch-{index}.jsonl"), "batch", b"{}\n".to_vec()).await;
+        let response = upload(
+            &stand_in,
+            &format!("batch-{index}.jsonl"),
+            "batch",
+            b"{}\n".to_vec(),
+        )
+        .await;
         assert_eq!(response.status(), 200);
     }
     let http = client();
     let key = stand_in.api_key().to_owned();
-    let get = |query: &str| http.get(format!("{base}/files{query}")).bearer_auth(&key).send();
+    let get = |query: &str| {
+        http.get(format!("{base}/files{query}"))
+            .bearer_auth(&key)
+            .send()
+    };
 
     let (_, page) = status_and_json(get("?purpose=batch&order=asc&limit=3").await.unwrap()).await;
     insta::assert_json_snapshot!("glm_list_page", redact(page.clone()));
-    let names: Vec<&str> = page["data"].as_array().unwrap().iter().map(|file| file["filename"].as_str().unwrap()).collect();
+    let names: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["filename"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["batch-0.jsonl", "batch-1.jsonl", "batch-2.jsonl"]);
     assert_eq!(page["has_more"], true);
     let last = page["data"][2]["id"].as_str().unwrap();
-    let (_, next) = status_and_json(get(&format!("?purpose=batch&order=asc&limit=3&after={last}")).await.unwrap()).await;
-    let names: Vec<&str> = next["data"].as_array().unwrap().iter().map(|file| file["filename"].as_str().unwrap()).collect();
+    let (_, next) = status_and_json(
+        get(&format!("?purpose=batch&order=asc&limit=3&after={last}"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let names: Vec<&str> = next["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["filename"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["batch-3.jsonl"]);
     assert_eq!(next["has_more"], false);
 
     let (_, newest) = status_and_json(get("?limit=1").await.unwrap()).await;
     assert_eq!(newest["data"][0]["filename"], "batch-3.jsonl");
-    for bad in ["?limit=0", "?limit=101", "?limit=ten", "?order=sideways", "?after=nope"] {
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=ten",
+        "?order=sideways",
+        "?after=nope",
+    ] {
         let (status, body) = status_and_json(get(bad).await.unwrap()).await;
         assert_eq!(status, 400, "{bad}");
         assert_eq!(body["error"]["code"], "1214", "{bad}");
     }
 
-    let (status, extracted) = status_and_json(get(&format!("/{first_id}/content")).await.unwrap()).await;
+    let (status, extracted) =
+        status_and_json(get(&format!("/{first_id}/content")).await.unwrap()).await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("glm_file_extract_content", extracted);
     let (_, files) = status_and_json(get("?purpose=batch&limit=1").await.unwrap()).await;
@@ -103,10 +184,19 @@ async fn glm_upload_list_pages_content_delete() {
     assert_eq!(raw.headers()["content-type"], "application/octet-stream");
     assert_eq!(raw.bytes().await.unwrap().as_ref(), b"{}\n");
 
-    let (status, deleted) =
-        status_and_json(http.delete(format!("{base}/files/{first_id}")).bearer_auth(&key).send().await.unwrap()).await;
+    let (status, deleted) = status_and_json(
+        http.delete(format!("{base}/files/{first_id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(deleted, serde_json::json!({ "id": first_id, "object": "file", "deleted": true }));
+    assert_eq!(
+        deleted,
+        serde_json::json!({ "id": first_id, "object": "file", "deleted": true })
+    );
     assert_eq!(stand_in.stored_files().len(), 4);
 }
 
@@ -136,13 +226,20 @@ async fn missing_or_wrong_keys_get_the_providers_401_bodies() {
 
 #[tokio::test]
 async fn kimi_rejects_empty_files_unknown_purposes_missing_fields_and_the_1001st_file() {
-    let stand_in = StandIn::start(StandInConfig::new(Flavor::Kimi).with_max_files(2)).await.unwrap();
+    let stand_in = StandIn::start(StandInConfig::new(Flavor::Kimi).with_max_files(2))
+        .await
+        .unwrap();
     let mut errors = Vec::new();
-    let (status, body) = status_and_json(upload(&stand_in, "empty.txt", "file-extract", Vec::new()).await).await;
+    let (status, body) =
+        status_and_json(upload(&stand_in, "empty.txt", "file-extract", Vec::new()).await).await;
     errors.push((status, body));
-    let (status, body) = status_and_json(upload(&stand_in, "a.txt", "fine-tune", b"x".to_vec()).await).await;
+    let (status, body) =
+        status_and_json(upload(&stand_in, "a.txt", "fine-tune", b"x".to_vec()).await).await;
     errors.push((status, body));
-    let only_file = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"));
+    let only_file = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
+    );
     let response = client()
         .post(format!("{}/files", stand_in.base_url()))
         .bearer_auth(stand_in.api_key())
@@ -161,9 +258,16 @@ async fn kimi_rejects_empty_files_unknown_purposes_missing_fields_and_the_1001st
         .unwrap();
     errors.push(status_and_json(response).await);
     for name in ["one.txt", "two.txt"] {
-        assert_eq!(upload(&stand_in, name, "file-extract", b"x".to_vec()).await.status(), 200);
+        assert_eq!(
+            upload(&stand_in, name, "file-extract", b"x".to_vec())
+                .await
+                .status(),
+            200
+        );
     }
-    errors.push(status_and_json(upload(&stand_in, "three.txt", "file-extract", b"x".to_vec()).await).await);
+    errors.push(
+        status_and_json(upload(&stand_in, "three.txt", "file-extract", b"x".to_vec()).await).await,
+    );
     insta::assert_json_snapshot!("kimi_rejections", errors);
     assert_eq!(stand_in.stored_files().len(), 2);
     assert_eq!(stand_in.stats().uploads_rejected, 5);
@@ -173,14 +277,34 @@ async fn kimi_rejects_empty_files_unknown_purposes_missing_fields_and_the_1001st
 async fn glm_enforces_purpose_limits_and_names() {
     let stand_in = start(Flavor::Glm).await;
     let five_mib_and_one = vec![0u8; 5 * 1024 * 1024 + 1];
-    let (status, image) = status_and_json(upload(&stand_in, "scan.png", "file-extract", five_mib_and_one.clone()).await).await;
+    let (status, image) = status_and_json(
+        upload(
+            &stand_in,
+            "scan.png",
+            "file-extract",
+            five_mib_and_one.clone(),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 400);
     // The same bytes are fine as a PDF (50 MB limit) and as a batch file.
-    assert_eq!(upload(&stand_in, "scan.pdf", "file-extract", five_mib_and_one).await.status(), 200);
-    let (status, purpose) = status_and_json(upload(&stand_in, "a.txt", "fine-tune", b"x".to_vec()).await).await;
+    assert_eq!(
+        upload(&stand_in, "scan.pdf", "file-extract", five_mib_and_one)
+            .await
+            .status(),
+        200
+    );
+    let (status, purpose) =
+        status_and_json(upload(&stand_in, "a.txt", "fine-tune", b"x".to_vec()).await).await;
     assert_eq!(status, 400);
     // GLM documents no zero-byte rule: an empty batch file is stored.
-    assert_eq!(upload(&stand_in, "empty.jsonl", "batch", Vec::new()).await.status(), 200);
+    assert_eq!(
+        upload(&stand_in, "empty.jsonl", "batch", Vec::new())
+            .await
+            .status(),
+        200
+    );
     insta::assert_json_snapshot!("glm_rejections", (image, purpose));
 }
 
@@ -208,7 +332,10 @@ async fn a_declared_length_over_100_mb_is_refused_before_the_body() {
     let kimi = start(Flavor::Kimi).await;
     let glm = start(Flavor::Glm).await;
     let (kimi_answer, glm_answer) = tokio::task::spawn_blocking(move || {
-        let answers = (oversized_declared_length(&kimi), oversized_declared_length(&glm));
+        let answers = (
+            oversized_declared_length(&kimi),
+            oversized_declared_length(&glm),
+        );
         drop((kimi, glm));
         answers
     })
@@ -219,8 +346,15 @@ async fn a_declared_length_over_100_mb_is_refused_before_the_body() {
         kimi_answer.1,
         r#"{"error":{"message":"File size is too large, max file size is 100MB","type":"invalid_request_error"}}"#
     );
-    assert!(glm_answer.0.starts_with("HTTP/1.1 435 "), "{}", glm_answer.0);
-    assert_eq!(glm_answer.1, r#"{"error":{"code":"1210","message":"File size exceeds the 100MB limit"}}"#);
+    assert!(
+        glm_answer.0.starts_with("HTTP/1.1 435 "),
+        "{}",
+        glm_answer.0
+    );
+    assert_eq!(
+        glm_answer.1,
+        r#"{"error":{"code":"1210","message":"File size exceeds the 100MB limit"}}"#
+    );
 }
 
 #[tokio::test]
@@ -251,11 +385,23 @@ async fn unknown_routes_and_non_multipart_uploads_are_errors() {
 #[tokio::test]
 async fn ids_are_unique_and_follow_the_seed() {
     async fn ids(seed: u64) -> Vec<String> {
-        let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm).with_seed(seed)).await.unwrap();
+        let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm).with_seed(seed))
+            .await
+            .unwrap();
         for index in 0..5 {
-            upload(&stand_in, &format!("{index}.jsonl"), "batch", b"{}".to_vec()).await;
+            upload(
+                &stand_in,
+                &format!("{index}.jsonl"),
+                "batch",
+                b"{}".to_vec(),
+            )
+            .await;
         }
-        stand_in.stored_files().into_iter().map(|file| file.id).collect()
+        stand_in
+            .stored_files()
+            .into_iter()
+            .map(|file| file.id)
+            .collect()
     }
     let first = ids(42).await;
     assert_eq!(first, ids(42).await);

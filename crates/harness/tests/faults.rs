@@ -12,7 +12,9 @@ use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
 
 async fn start_with(flavor: Flavor, spec: &str, seed: u64) -> StandIn {
     let plan = FaultPlan::parse(spec).unwrap();
-    StandIn::start(StandInConfig::new(flavor).with_faults(plan).with_seed(seed)).await.unwrap()
+    StandIn::start(StandInConfig::new(flavor).with_faults(plan).with_seed(seed))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -22,7 +24,10 @@ async fn status_faults_carry_the_providers_bodies_and_headers() {
         for kind in ["500", "502", "503", "429", "429-date", "quota", "401"] {
             let stand_in = start_with(flavor, &format!("{kind}:1"), 1).await;
             let response = upload(&stand_in, "a.txt", "file-extract", b"hello".to_vec()).await;
-            let retry_after = response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_owned());
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().to_owned());
             match kind {
                 "429" => assert_eq!(retry_after.as_deref(), Some("1")),
                 "429-date" => {
@@ -33,7 +38,10 @@ async fn status_faults_carry_the_providers_bodies_and_headers() {
             }
             let (status, body) = status_and_json(response).await;
             observed.push((kind, status, body));
-            assert!(stand_in.stored_files().is_empty(), "{flavor} {kind} stored a file");
+            assert!(
+                stand_in.stored_files().is_empty(),
+                "{flavor} {kind} stored a file"
+            );
             assert_eq!(stand_in.stats().faults_by_kind[kind], 1);
         }
         insta::assert_json_snapshot!(format!("{flavor}_status_faults"), observed);
@@ -43,10 +51,20 @@ async fn status_faults_carry_the_providers_bodies_and_headers() {
 #[tokio::test]
 async fn faults_hit_uploads_only_and_follow_runtime_changes() {
     let stand_in = start_with(Flavor::Kimi, "none", 1).await;
-    assert_eq!(upload(&stand_in, "a.txt", "file-extract", b"a".to_vec()).await.status(), 200);
+    assert_eq!(
+        upload(&stand_in, "a.txt", "file-extract", b"a".to_vec())
+            .await
+            .status(),
+        200
+    );
     stand_in.set_faults(FaultPlan::parse("500:1").unwrap());
     assert_eq!(stand_in.faults().to_string(), "500:1");
-    assert_eq!(upload(&stand_in, "b.txt", "file-extract", b"b".to_vec()).await.status(), 500);
+    assert_eq!(
+        upload(&stand_in, "b.txt", "file-extract", b"b".to_vec())
+            .await
+            .status(),
+        500
+    );
     let listed = client()
         .get(format!("{}/files", stand_in.base_url()))
         .bearer_auth(stand_in.api_key())
@@ -55,7 +73,12 @@ async fn faults_hit_uploads_only_and_follow_runtime_changes() {
         .unwrap();
     assert_eq!(listed.status(), 200);
     stand_in.set_faults(FaultPlan::none());
-    assert_eq!(upload(&stand_in, "c.txt", "file-extract", b"c".to_vec()).await.status(), 200);
+    assert_eq!(
+        upload(&stand_in, "c.txt", "file-extract", b"c".to_vec())
+            .await
+            .status(),
+        200
+    );
     assert_eq!(stand_in.stored_files().len(), 2);
 }
 
@@ -63,9 +86,18 @@ async fn faults_hit_uploads_only_and_follow_runtime_changes() {
 async fn user_agent_targets_one_upload_path() {
     let stand_in = start_with(Flavor::Glm, "500:1@async,429:1@sync", 1).await;
     let statuses = [
-        upload_as(&stand_in, ASYNC_UA, "a.jsonl", "batch", b"{}".to_vec()).await.unwrap().status(),
-        upload_as(&stand_in, SYNC_UA, "b.jsonl", "batch", b"{}".to_vec()).await.unwrap().status(),
-        upload_as(&stand_in, "curl/8.0", "c.jsonl", "batch", b"{}".to_vec()).await.unwrap().status(),
+        upload_as(&stand_in, ASYNC_UA, "a.jsonl", "batch", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        upload_as(&stand_in, SYNC_UA, "b.jsonl", "batch", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        upload_as(&stand_in, "curl/8.0", "c.jsonl", "batch", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
     ];
     assert_eq!(statuses.map(|status| status.as_u16()), [500, 429, 200]);
 }
@@ -74,10 +106,20 @@ async fn outcomes(seed: u64) -> Vec<String> {
     let stand_in = start_with(Flavor::Kimi, "500:0.2,503:0.2,429:0.1,malformed:0.1", seed).await;
     let mut seen = Vec::new();
     for index in 0..40 {
-        let response = upload(&stand_in, &format!("{index}.txt"), "file-extract", b"x".to_vec()).await;
+        let response = upload(
+            &stand_in,
+            &format!("{index}.txt"),
+            "file-extract",
+            b"x".to_vec(),
+        )
+        .await;
         let status = response.status().as_u16();
-        let parses = serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).is_ok();
-        seen.push(format!("{status}{}", if parses { "" } else { "-malformed" }));
+        let parses =
+            serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).is_ok();
+        seen.push(format!(
+            "{status}{}",
+            if parses { "" } else { "-malformed" }
+        ));
     }
     seen
 }
@@ -88,7 +130,10 @@ async fn fault_decisions_follow_the_seed() {
     assert_eq!(first, outcomes(7).await);
     assert_ne!(first, outcomes(8).await);
     for expected in ["200", "500", "503", "429", "200-malformed"] {
-        assert!(first.iter().any(|outcome| outcome == expected), "{expected} never drawn: {first:?}");
+        assert!(
+            first.iter().any(|outcome| outcome == expected),
+            "{expected} never drawn: {first:?}"
+        );
     }
 }
 
@@ -98,7 +143,10 @@ async fn malformed_answers_200_with_broken_json_and_stores_the_file() {
     let response = upload(&stand_in, "a.jsonl", "batch", b"{}".to_vec()).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    assert!(serde_json::from_str::<serde_json::Value>(&text).is_err(), "{text}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
     assert!(text.starts_with('{'));
     assert_eq!(stand_in.stored_files().len(), 1);
     assert_eq!(stand_in.stats().faults_by_kind["malformed"], 1);
@@ -107,11 +155,18 @@ async fn malformed_answers_200_with_broken_json_and_stores_the_file() {
 #[tokio::test]
 async fn stall_leaves_the_client_waiting_until_its_timeout() {
     let stand_in = start_with(Flavor::Kimi, "stall:1", 1).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let err = http
         .post(format!("{}/files", stand_in.base_url()))
         .bearer_auth(stand_in.api_key())
-        .multipart(common::form("a.txt", "file-extract", vec![b'a'; 256 * 1024]))
+        .multipart(common::form(
+            "a.txt",
+            "file-extract",
+            vec![b'a'; 256 * 1024],
+        ))
         .send()
         .await
         .unwrap_err();
@@ -125,7 +180,10 @@ async fn stall_leaves_the_client_waiting_until_its_timeout() {
 #[tokio::test]
 async fn latency_and_bandwidth_slow_responses_past_a_short_timeout() {
     let stand_in = start_with(Flavor::Kimi, "latency:5s@async,bandwidth:1kb@sync", 1).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     for user_agent in [ASYNC_UA, SYNC_UA] {
         let err = http
             .post(format!("{}/files", stand_in.base_url()))
@@ -138,15 +196,28 @@ async fn latency_and_bandwidth_slow_responses_past_a_short_timeout() {
         assert!(err.is_timeout(), "{user_agent}: {err:?}");
     }
     // Untargeted requests are untouched.
-    assert_eq!(upload(&stand_in, "b.txt", "file-extract", b"b".to_vec()).await.status(), 200);
+    assert_eq!(
+        upload(&stand_in, "b.txt", "file-extract", b"b".to_vec())
+            .await
+            .status(),
+        200
+    );
     let stats = stand_in.stats();
     assert_eq!(stats.faults_by_kind["bandwidth"], 1);
-    assert!(stats.faults_by_kind.get("latency").is_none_or(|count| *count <= 1));
+    assert!(stats
+        .faults_by_kind
+        .get("latency")
+        .is_none_or(|count| *count <= 1));
 }
 
 /// Send a real upload over a raw socket, so the test sees exactly what the server did to the
 /// connection: `Ok(bytes)` is what it answered before closing, `Err` how the connection failed.
-fn raw_upload(stand_in_addr: std::net::SocketAddr, path: &str, key: &str, body_len: usize) -> std::io::Result<Vec<u8>> {
+fn raw_upload(
+    stand_in_addr: std::net::SocketAddr,
+    path: &str,
+    key: &str,
+    body_len: usize,
+) -> std::io::Result<Vec<u8>> {
     let mut stream = std::net::TcpStream::connect(stand_in_addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let boundary = "upramp-boundary";
@@ -170,16 +241,32 @@ fn raw_upload(stand_in_addr: std::net::SocketAddr, path: &str, key: &str, body_l
 async fn reset_cuts_the_connection_mid_body_with_a_tcp_reset() {
     let stand_in = start_with(Flavor::Glm, "reset:1", 1).await;
     let (addr, key) = (stand_in.addr(), stand_in.api_key().to_owned());
-    let result = tokio::task::spawn_blocking(move || raw_upload(addr, "/api/paas/v4/files", &key, 64 * 1024))
-        .await
-        .unwrap();
+    let result = tokio::task::spawn_blocking(move || {
+        raw_upload(addr, "/api/paas/v4/files", &key, 64 * 1024)
+    })
+    .await
+    .unwrap();
     let err = result.unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{err:?}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "{err:?}"
+    );
     assert!(stand_in.stored_files().is_empty());
     assert_eq!(stand_in.stats().faults_by_kind["reset"], 1);
 
     // A reqwest client sees a transport error, not a status and not a timeout.
-    let err = upload_as(&stand_in, "plain-reqwest", "b.jsonl", "batch", vec![b'x'; 64 * 1024]).await.unwrap_err();
+    let err = upload_as(
+        &stand_in,
+        "plain-reqwest",
+        "b.jsonl",
+        "batch",
+        vec![b'x'; 64 * 1024],
+    )
+    .await
+    .unwrap_err();
     assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
 }
 
@@ -191,13 +278,19 @@ async fn drop_stores_the_file_then_closes_without_an_answer() {
         .await
         .unwrap()
         .unwrap();
-    assert!(answer.is_empty(), "got an answer: {}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.is_empty(),
+        "got an answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
     let stored = stand_in.stored_files();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].bytes, 1000);
     assert_eq!(stored[0].filename, "a.jsonl");
 
-    let err = upload_as(&stand_in, ASYNC_UA, "c.txt", "file-extract", b"c".to_vec()).await.unwrap_err();
+    let err = upload_as(&stand_in, ASYNC_UA, "c.txt", "file-extract", b"c".to_vec())
+        .await
+        .unwrap_err();
     assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
     let stats = stand_in.stats();
     assert_eq!(stats.uploads_dropped_after_accept, 2);

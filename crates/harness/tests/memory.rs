@@ -29,7 +29,9 @@ fn chunk(index: u64) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_upload_leaves_memory_bounded() {
-    let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm)).await.unwrap();
+    let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm))
+        .await
+        .unwrap();
     let chunks = FILE_BYTES / CHUNK as u64;
     let mut expected = Sha256::new();
     for index in 0..chunks {
@@ -39,7 +41,8 @@ async fn a_100_mb_upload_leaves_memory_bounded() {
 
     let before = peak_resident_kib();
     let body = futures::stream::iter(0..chunks).map(|index| Ok::<_, std::io::Error>(chunk(index)));
-    let part = Part::stream_with_length(reqwest::Body::wrap_stream(body), FILE_BYTES).file_name("big.jsonl");
+    let part = Part::stream_with_length(reqwest::Body::wrap_stream(body), FILE_BYTES)
+        .file_name("big.jsonl");
     let form = Form::new().text("purpose", "batch").part("file", part);
     let response = reqwest::Client::new()
         .post(format!("{}/files", stand_in.base_url()))

@@ -586,3 +586,87 @@ impl FileProvider for ProviderClient {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SECRET: &str = "sk-secret-for-redaction";
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let config = ClientConfig::glm(Region::China, ApiKey::new(SECRET));
+        let client = ProviderClient::new(config.clone()).unwrap();
+        let blocking = client.blocking();
+        let shown = format!("{config:?} {client:?} {blocking:?} {:?}", config.api_key);
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("open.bigmodel.cn"));
+    }
+
+    #[test]
+    fn echoed_key_is_scrubbed_from_errors() {
+        let client = ProviderClient::new(ClientConfig::kimi(
+            Region::International,
+            ApiKey::new(SECRET),
+        ))
+        .unwrap();
+        let body = format!(
+            r#"{{"error":{{"type":"incorrect_api_key_error","message":"key {SECRET} is wrong"}}}}"#
+        );
+        let err = client
+            .shared
+            .finish(401, &HeaderMap::new(), body.as_bytes(), |_, _| Ok(()))
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Authentication);
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("key <redacted> is wrong"), "{shown}");
+    }
+
+    #[test]
+    fn bad_base_urls_and_keys_are_config_errors() {
+        let key = || ApiKey::new("k");
+        for url in [
+            "ftp://x/v1",
+            "not a url",
+            "http://user:pw@x/v1",
+            "http://x/v1?q=1",
+        ] {
+            let err = ProviderClient::with_base_url(ProviderKind::Kimi, url, key()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidBaseUrl { .. }),
+                "{url}: {err}"
+            );
+        }
+        let err = ProviderClient::kimi(Region::China, ApiKey::new("a\nb")).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidKey);
+        let client = ProviderClient::with_base_url(
+            ProviderKind::Glm,
+            "http://127.0.0.1:1/api/paas/v4/",
+            key(),
+        )
+        .unwrap();
+        assert_eq!(client.base_url(), "http://127.0.0.1:1/api/paas/v4");
+    }
+
+    #[test]
+    fn openai_compatible_uses_the_given_purposes() {
+        let client = ProviderClient::openai_compatible(
+            "https://api.example.com/v1",
+            ApiKey::new("k"),
+            ["assistants"],
+        )
+        .unwrap();
+        let meta = |purpose: &str| UploadMeta {
+            filename: "a".into(),
+            purpose: purpose.into(),
+            length: 1,
+        };
+        assert!(client.check_upload(&meta("assistants")).is_ok());
+        assert!(client
+            .check_upload(&meta("batch"))
+            .is_err_and(|e| e.is_local()));
+        assert_eq!(client.kind(), ProviderKind::OpenAi);
+    }
+}

@@ -94,6 +94,17 @@ mod tests {
     }
 
     #[test]
+    fn missing_env_var_is_named() {
+        let err = ApiKey::from_env("UPRAMP_TEST_KEY_THAT_IS_NEVER_SET")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("environment variable UPRAMP_TEST_KEY_THAT_IS_NEVER_SET is not set (it should hold the API key)")
+        );
+    }
+
+    #[test]
     fn scrub_removes_echoed_key() {
         let key = ApiKey::new("sk-very-secret-value");
         assert_eq!(

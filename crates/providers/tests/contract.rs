@@ -120,26 +120,37 @@ async fn blocking_client_round_trip_from_spawn_blocking() {
         let data = payload(200_000, 2);
         let expected_sha = sha256_hex(&data);
         let worker = blocking.clone();
-        let (stored, listed, retrieved, content, deleted) =
-            tokio::task::spawn_blocking(move || {
-                let stored = worker
-                    .upload(meta("data.jsonl", purpose, data.len()), data)
-                    .unwrap();
-                let listed = worker.list(&ListQuery::default()).unwrap();
-                let retrieved = worker.retrieve(&stored.id).unwrap();
-                let content = worker.content(&stored.id).unwrap();
-                let deleted = worker.delete(&stored.id).unwrap();
-                (stored, listed, retrieved, content, deleted)
-            })
-            .await
-            .unwrap();
+        let stored = tokio::task::spawn_blocking(move || {
+            worker.upload(meta("data.jsonl", purpose, data.len()), data)
+        })
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(stored.bytes, 200_000);
+        let on_server = stand_in.stored_files();
+        assert_eq!(
+            (on_server.len(), on_server[0].sha256.as_str()),
+            (1, expected_sha.as_str())
+        );
+
+        let worker = blocking.clone();
+        let id = stored.id.clone();
+        let (listed, retrieved, content, deleted, gone) = tokio::task::spawn_blocking(move || {
+            let listed = worker.list(&ListQuery::default()).unwrap();
+            let retrieved = worker.retrieve(&id).unwrap();
+            let content = worker.content(&id).unwrap();
+            let deleted = worker.delete(&id).unwrap();
+            let gone = worker.retrieve(&id).unwrap_err();
+            (listed, retrieved, content, deleted, gone)
+        })
+        .await
+        .unwrap();
         assert_eq!(listed.data.len(), 1);
         assert_eq!(retrieved.id, stored.id);
         assert!(!content.is_empty());
         assert!(deleted.deleted);
+        assert_eq!(gone.kind, ErrorKind::NotFound);
         assert!(stand_in.stored_files().is_empty());
-        let _ = expected_sha;
         drop(blocking);
     }
 }

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use upramp_telemetry::{init_tracing, install, FanOut, LogFormat, PrometheusObserver, TracingObserver};
+use upramp_telemetry::{
+    init_tracing, install, FanOut, LogFormat, PrometheusObserver, TracingObserver,
+};
 
 #[path = "../tests/support/scenario.rs"]
 mod scenario;

@@ -89,7 +89,9 @@ impl AggregatorConfig {
                 "1 to 5",
             );
         }
-        if self.max_latency < Duration::from_millis(1) || self.max_latency.as_micros() > u128::from(u64::MAX / 2) {
+        if self.max_latency < Duration::from_millis(1)
+            || self.max_latency.as_micros() > u128::from(u64::MAX / 2)
+        {
             return invalid(
                 "max_latency",
                 format!("{:?}", self.max_latency),
@@ -395,7 +397,8 @@ impl GateAggregator {
             return;
         };
         // `slices` fits in usize and the modulus is below it.
-        let slot = &mut rings[event.path.index()].slots[(slice % u64::from(self.config.slices)) as usize];
+        let slot =
+            &mut rings[event.path.index()].slots[(slice % u64::from(self.config.slices)) as usize];
         match slot.slice {
             Some(held) if held > slice => {
                 state.dropped_too_old += 1;
@@ -445,7 +448,8 @@ impl GateAggregator {
                         let mut counts = Counts::default();
                         let mut latencies = self.template.clone();
                         for slot in &rings[path.index()].slots {
-                            let in_window = slot.slice.is_some_and(|s| (oldest..=newest).contains(&s));
+                            let in_window =
+                                slot.slice.is_some_and(|s| (oldest..=newest).contains(&s));
                             if !in_window {
                                 continue;
                             }
@@ -560,13 +564,19 @@ mod tests {
 
     #[test]
     fn config_errors_name_field_and_value() {
-        let err = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 0)).unwrap_err();
+        let err = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 0))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid aggregator config: slices = 0 (expected 1 to 100000)"
         );
-        let err = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 3)).unwrap_err();
-        assert!(err.to_string().starts_with("invalid aggregator config: window = 10s"), "{err}");
+        let err = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 3))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid aggregator config: window = 10s"),
+            "{err}"
+        );
         let config = AggregatorConfig {
             significant_digits: 6,
             ..AggregatorConfig::default()
@@ -576,7 +586,8 @@ mod tests {
 
     #[test]
     fn attempts_are_ignored_and_too_old_events_are_dropped() {
-        let gate = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 10)).unwrap();
+        let gate = GateAggregator::new(AggregatorConfig::with_window(Duration::from_secs(10), 10))
+            .unwrap();
         let t = UNIX_EPOCH + Duration::from_secs(100);
         let mut attempt = event("kimi", UploadPath::Async, Outcome::Success, t);
         attempt.kind = EventKind::Attempt;
@@ -585,7 +596,12 @@ mod tests {
 
         gate.record(&event("kimi", UploadPath::Async, Outcome::Success, t));
         // 10s earlier maps onto the same slot, which now holds newer time.
-        gate.record(&event("kimi", UploadPath::Async, Outcome::Success, t - Duration::from_secs(10)));
+        gate.record(&event(
+            "kimi",
+            UploadPath::Async,
+            Outcome::Success,
+            t - Duration::from_secs(10),
+        ));
         let snapshot = gate.snapshot(t);
         assert_eq!(snapshot.total_samples(), 1);
         assert_eq!(snapshot.dropped_too_old(), 1);
@@ -599,13 +615,23 @@ mod tests {
         };
         let gate = GateAggregator::new(config).unwrap();
         let t = UNIX_EPOCH + Duration::from_secs(100);
-        gate.record(&event("kimi", UploadPath::Sync, Outcome::Success, t + Duration::from_secs(5)));
+        gate.record(&event(
+            "kimi",
+            UploadPath::Sync,
+            Outcome::Success,
+            t + Duration::from_secs(5),
+        ));
         gate.record(&event("glm", UploadPath::Sync, Outcome::Success, t));
         let now = gate.snapshot(t);
         assert_eq!(now.total_samples(), 0);
         assert_eq!(now.dropped_over_provider_cap(), 1);
         let later = gate.snapshot(t + Duration::from_secs(5));
-        assert_eq!(later.provider_stats("kimi", UploadPath::Sync).map(|s| s.samples), Some(1));
+        assert_eq!(
+            later
+                .provider_stats("kimi", UploadPath::Sync)
+                .map(|s| s.samples),
+            Some(1)
+        );
         assert_eq!(later.provider_stats("glm", UploadPath::Sync), None);
     }
 }

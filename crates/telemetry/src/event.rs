@@ -22,7 +22,11 @@ pub enum UploadPath {
 
 impl UploadPath {
     /// Every path, in label order.
-    pub const ALL: [UploadPath; 3] = [UploadPath::Async, UploadPath::Sync, UploadPath::SyncFallback];
+    pub const ALL: [UploadPath; 3] = [
+        UploadPath::Async,
+        UploadPath::Sync,
+        UploadPath::SyncFallback,
+    ];
 
     /// The stable label value: `async`, `sync` or `sync_fallback`.
     pub const fn as_str(self) -> &'static str {

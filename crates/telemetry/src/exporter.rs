@@ -12,7 +12,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -248,7 +250,10 @@ pub fn sort_exposition(text: &str) -> String {
         });
         if !continues_current {
             let name = family_name(line);
-            if families.last().is_none_or(|(current, _, _)| *current != name) {
+            if families
+                .last()
+                .is_none_or(|(current, _, _)| *current != name)
+            {
                 families.push((name, Vec::new(), Vec::new()));
             }
         }

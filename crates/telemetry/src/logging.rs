@@ -120,15 +120,22 @@ pub fn parse_log_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
         })
 }
 
-/// A subscriber writing `format` lines that pass `filter` to `writer` (what [`init_tracing`]
-/// installs, with stderr as the writer; tests pass a buffer).
-pub fn build_subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
+/// A subscriber writing `format` lines that pass `filter` to `writer`, with ANSI colours in human
+/// lines when `ansi` is set (what [`init_tracing`] installs, with stderr as the writer and colours
+/// on a terminal only; tests pass a buffer).
+pub fn build_subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(ansi && format == LogFormat::Human);
     match format {
         LogFormat::Human => Box::new(builder.finish()),
         LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
@@ -153,6 +160,7 @@ pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
         }
     };
     let filter = parse_log_filter(&directives)?;
-    tracing::subscriber::set_global_default(build_subscriber(format, filter, std::io::stderr))
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing::subscriber::set_global_default(build_subscriber(format, filter, std::io::stderr, ansi))
         .map_err(|_| TelemetryError::TracingAlreadyInstalled)
 }

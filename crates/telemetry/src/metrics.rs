@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 use crate::event::{EventKind, UploadEvent, UploadPath};
 use crate::observer::UploadObserver;
@@ -345,7 +347,16 @@ mod tests {
             assert!(is_identifier(good), "{good}");
         }
         let long = "a".repeat(MAX_LABEL_LEN + 1);
-        for bad in ["", "Async", "report.pdf", "sk-abc", "a b", "/tmp/x", "1abc", long.as_str()] {
+        for bad in [
+            "",
+            "Async",
+            "report.pdf",
+            "sk-abc",
+            "a b",
+            "/tmp/x",
+            "1abc",
+            long.as_str(),
+        ] {
             assert!(!is_identifier(bad), "{bad}");
         }
     }

@@ -204,7 +204,9 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let nested = FanOut::new().with(Arc::new(fan_out)).with(Arc::new(NoopObserver));
+        let nested = FanOut::new()
+            .with(Arc::new(fan_out))
+            .with(Arc::new(NoopObserver));
         assert_eq!(nested.len(), 2);
         let event = UploadEvent {
             kind: EventKind::Request,

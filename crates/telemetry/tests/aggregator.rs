@@ -15,7 +15,13 @@ fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
 
-fn request(provider: &str, path: UploadPath, outcome: Outcome, micros: u64, at: SystemTime) -> UploadEvent {
+fn request(
+    provider: &str,
+    path: UploadPath,
+    outcome: Outcome,
+    micros: u64,
+    at: SystemTime,
+) -> UploadEvent {
     UploadEvent {
         kind: EventKind::Request,
         provider: provider.to_owned(),
@@ -46,8 +52,18 @@ struct Sample {
 
 fn samples(max_offset_ms: u64) -> impl Strategy<Value = Vec<Sample>> {
     prop::collection::vec(
-        (0..PROVIDERS.len(), 0..3usize, 0..Outcome::ALL.len(), 0..max_offset_ms)
-            .prop_map(|(provider, path, outcome, offset_ms)| Sample { provider, path, outcome, offset_ms }),
+        (
+            0..PROVIDERS.len(),
+            0..3usize,
+            0..Outcome::ALL.len(),
+            0..max_offset_ms,
+        )
+            .prop_map(|(provider, path, outcome, offset_ms)| Sample {
+                provider,
+                path,
+                outcome,
+                offset_ms,
+            }),
         0..300,
     )
 }
@@ -63,13 +79,19 @@ fn tally<'a>(samples: impl Iterator<Item = &'a Sample>) -> BTreeMap<(usize, usiz
         entry.errors += u64::from(!outcome.is_success());
         entry.timeouts += u64::from(outcome == Outcome::Timeout);
         entry.rate_limited += u64::from(outcome == Outcome::RateLimited);
-        entry.fallbacks += u64::from(UploadPath::ALL[sample.path] == UploadPath::Async && !outcome.is_success());
+        entry.fallbacks +=
+            u64::from(UploadPath::ALL[sample.path] == UploadPath::Async && !outcome.is_success());
     }
     stats
 }
 
 fn counts_only(stats: PathStats) -> PathStats {
-    PathStats { p50: None, p95: None, p99: None, ..stats }
+    PathStats {
+        p50: None,
+        p95: None,
+        p99: None,
+        ..stats
+    }
 }
 
 fn feed(gate: &GateAggregator, samples: &[Sample]) {
@@ -164,16 +186,19 @@ proptest! {
         let now_ms = last_ms + later_ms;
         let snapshot = gate.snapshot(t0() + Duration::from_millis(now_ms));
 
-        // t0 is a whole number of slices after the epoch, so slice boundaries are offsets too.
-        let oldest_slice = (now_ms / slice_ms).saturating_sub(59);
-        let in_window = samples.iter().filter(|sample| sample.offset_ms / slice_ms >= oldest_slice);
+        // t0 is a whole number of ten-second slices after the epoch, so slice boundaries fall on
+        // whole multiples of `slice_ms` from t0; the oldest slice may lie before t0.
+        let oldest_slice = (now_ms / slice_ms) as i64 - 59;
+        let in_window = samples.iter().filter(|sample| (sample.offset_ms / slice_ms) as i64 >= oldest_slice);
         let expected = tally(in_window);
         prop_assert_eq!(snapshot.entries().len(), expected.len());
         for (&(provider, path), stats) in &expected {
             let got = snapshot.provider_stats(PROVIDERS[provider], UploadPath::ALL[path]).unwrap();
             prop_assert_eq!(counts_only(got), *stats);
         }
-        prop_assert_eq!(snapshot.window_start(), t0() + Duration::from_millis(oldest_slice * slice_ms));
+        let start_offset = Duration::from_millis(oldest_slice.unsigned_abs() * slice_ms);
+        let expected_start = if oldest_slice >= 0 { t0() + start_offset } else { t0() - start_offset };
+        prop_assert_eq!(snapshot.window_start(), expected_start);
         prop_assert_eq!(snapshot.dropped_too_old(), 0);
     }
 }
@@ -201,14 +226,17 @@ fn memory_does_not_grow_with_event_count() {
     assert_eq!(warm.providers, 16);
     assert_eq!(warm.slices, 16 * 3 * 60);
     assert_eq!(warm.histograms, warm.slices);
-    feed_range(7_200..1_000_000);
+    feed_range(7_200..200_000);
     assert_eq!(gate.footprint(), warm);
 
-    let now_secs = 999_999;
+    let now_secs = 199_999;
     let snapshot = gate.snapshot(t0() + Duration::from_secs(now_secs));
-    // t0 is a whole number of minutes: the window starts 59 slices before the current one.
-    let window_start_secs = (now_secs / 60 - 59) * 60;
-    let tracked_in_window = (window_start_secs..=now_secs).filter(|i| i % 20 < 16).count() as u64;
+    // The window starts 59 one-minute slices (counted from the epoch) before the current one.
+    let t0_secs = t0().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let window_start_secs = ((t0_secs + now_secs) / 60 - 59) * 60 - t0_secs;
+    let tracked_in_window = (window_start_secs..=now_secs)
+        .filter(|i| i % 20 < 16)
+        .count() as u64;
     assert_eq!(snapshot.total_samples(), tracked_in_window);
     assert!(snapshot.dropped_over_provider_cap() > 0);
 }
@@ -216,7 +244,13 @@ fn memory_does_not_grow_with_event_count() {
 #[test]
 fn snapshot_serializes_and_reports_empty_rates_as_none() {
     let gate = GateAggregator::new(AggregatorConfig::default()).unwrap();
-    gate.record(&request("glm", UploadPath::Sync, Outcome::Timeout, 2_000_000, t0()));
+    gate.record(&request(
+        "glm",
+        UploadPath::Sync,
+        Outcome::Timeout,
+        2_000_000,
+        t0(),
+    ));
     let snapshot = gate.snapshot(t0());
     let empty = snapshot.path_stats(UploadPath::Async);
     assert_eq!(empty.samples, 0);

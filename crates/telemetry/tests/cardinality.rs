@@ -25,7 +25,9 @@ fn hostile_values(i: usize) -> [String; 6] {
 fn label_values(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let (Some(open), Some(close)) = (line.find('{'), line.rfind('}')) else { continue };
+        let (Some(open), Some(close)) = (line.find('{'), line.rfind('}')) else {
+            continue;
+        };
         for pair in line[open + 1..close].split(',') {
             let (name, value) = pair.split_once('=').unwrap();
             seen.entry(name.to_owned())
@@ -45,7 +47,11 @@ fn labels_stay_in_closed_sets() {
         for i in 0..2_000 {
             let hostile = hostile_values(i);
             for (j, value) in hostile.iter().enumerate() {
-                let kind = if j % 2 == 0 { EventKind::Request } else { EventKind::Attempt };
+                let kind = if j % 2 == 0 {
+                    EventKind::Request
+                } else {
+                    EventKind::Attempt
+                };
                 let path = UploadPath::ALL[(i + j) % 3];
                 let outcome = Outcome::ALL[(i + j) % Outcome::ALL.len()];
                 let event = UploadEvent {
@@ -84,15 +90,27 @@ fn labels_stay_in_closed_sets() {
     let text = metrics.render();
     let seen = label_values(&text);
 
-    let closed = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect::<BTreeSet<_>>();
+    let closed = |values: &[&str]| {
+        values
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
     let paths = closed(&UploadPath::ALL.map(UploadPath::as_str));
     let outcomes = closed(&Outcome::ALL.map(Outcome::as_str));
-    assert_eq!(seen[names::LABEL_PROVIDER], closed(&["glm", "kimi", "openai", names::OTHER]));
+    assert_eq!(
+        seen[names::LABEL_PROVIDER],
+        closed(&["glm", "kimi", "openai", names::OTHER])
+    );
     assert!(seen[names::LABEL_PATH].is_subset(&paths));
     assert!(seen[names::LABEL_OUTCOME].is_subset(&outcomes));
     assert!(seen[names::LABEL_REASON].is_subset(&outcomes));
     // Identifier-shaped keys (`user7`) can pass as flag values, but only up to the per-label cap.
-    assert!(seen[names::LABEL_FLAG].len() <= 32 + 2, "{:?}", seen[names::LABEL_FLAG]);
+    assert!(
+        seen[names::LABEL_FLAG].len() <= 32 + 2,
+        "{:?}",
+        seen[names::LABEL_FLAG]
+    );
     assert!(seen[names::LABEL_VARIANT].len() <= 16 + 2);
     assert!(seen[names::LABEL_DECISION].len() <= 16 + 2);
     assert!(seen[names::LABEL_FLAG].contains("async_upload"));
@@ -107,11 +125,24 @@ fn labels_stay_in_closed_sets() {
         names::LABEL_DECISION,
         "le",
     ]);
-    assert!(seen.keys().all(|label| allowed_labels.contains(label)), "{:?}", seen.keys());
+    assert!(
+        seen.keys().all(|label| allowed_labels.contains(label)),
+        "{:?}",
+        seen.keys()
+    );
 
-    for value in fed.iter().filter(|value| !value.starts_with("user") && !value.starts_with("request")) {
-        assert!(!text.contains(value.as_str()), "{value} leaked into the exposition");
+    for value in fed
+        .iter()
+        .filter(|value| !value.starts_with("user") && !value.starts_with("request"))
+    {
+        assert!(
+            !text.contains(value.as_str()),
+            "{value} leaked into the exposition"
+        );
     }
-    let series = text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).count();
+    let series = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .count();
     assert!(series < 600, "{series} series: cardinality is not bounded");
 }

@@ -17,8 +17,14 @@ fn exposition_of_the_fixed_scenario() {
     });
     let text = metrics.render();
     for name in names::ALL {
-        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
-        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help text");
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} missing from:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no help text"
+        );
     }
     insta::assert_snapshot!(text);
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use upramp_telemetry::names;
 
 fn docs_file(relative: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(relative);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -30,9 +32,13 @@ fn metrics_mentioned(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboard_is_valid_json_with_the_required_panels() {
-    let dashboard: serde_json::Value = serde_json::from_str(&docs_file("grafana/upramp.json")).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&docs_file("grafana/upramp.json")).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
-    let titles: Vec<&str> = panels.iter().map(|panel| panel["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|panel| panel["title"].as_str().unwrap())
+        .collect();
     for required in [
         "Success ratio by path",
         "Latency p50 / p99 by path",
@@ -41,11 +47,17 @@ fn dashboard_is_valid_json_with_the_required_panels() {
         "Rollout percent",
         "Rollout decisions",
     ] {
-        assert!(titles.contains(&required), "missing panel {required:?} in {titles:?}");
+        assert!(
+            titles.contains(&required),
+            "missing panel {required:?} in {titles:?}"
+        );
     }
     let mut ids = BTreeSet::new();
     for panel in panels {
-        assert!(ids.insert(panel["id"].as_u64().unwrap()), "duplicate panel id");
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "duplicate panel id"
+        );
         let targets = panel["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
         for target in targets {
@@ -53,7 +65,10 @@ fn dashboard_is_valid_json_with_the_required_panels() {
             let mentioned = metrics_mentioned(expr);
             assert!(!mentioned.is_empty(), "{expr}");
             for metric in mentioned {
-                assert!(names::ALL.contains(&metric.as_str()), "{metric} in {expr} is not exported");
+                assert!(
+                    names::ALL.contains(&metric.as_str()),
+                    "{metric} in {expr} is not exported"
+                );
             }
         }
     }
@@ -68,9 +83,15 @@ fn alert_rules_query_exported_metrics() {
         "UpRampUploadFallbackSpike",
         "UpRampAsyncLatencyRegression",
     ] {
-        assert!(rules.contains(&format!("alert: {alert}")), "missing alert {alert}");
+        assert!(
+            rules.contains(&format!("alert: {alert}")),
+            "missing alert {alert}"
+        );
     }
     for metric in metrics_mentioned(&rules) {
-        assert!(names::ALL.contains(&metric.as_str()), "{metric} is not exported");
+        assert!(
+            names::ALL.contains(&metric.as_str()),
+            "{metric} is not exported"
+        );
     }
 }

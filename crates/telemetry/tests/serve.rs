@@ -25,11 +25,27 @@ async fn serves_metrics_over_loopback() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], EXPOSITION_CONTENT_TYPE);
     let body = response.text().await.unwrap();
-    assert!(body.contains("upramp_rollout_percent{flag=\"async_upload\"} 1"), "{body}");
+    assert!(
+        body.contains("upramp_rollout_percent{flag=\"async_upload\"} 1"),
+        "{body}"
+    );
 
-    assert_eq!(reqwest::get(format!("{base}/health")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(format!("{base}/nope")).await.unwrap().status(), 404);
-    let post = reqwest::Client::new().post(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/nope")).await.unwrap().status(),
+        404
+    );
+    let post = reqwest::Client::new()
+        .post(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 405);
     assert_eq!(post.headers()["allow"], "GET");
 
@@ -37,7 +53,11 @@ async fn serves_metrics_over_loopback() {
     let taken = server.local_addr();
     let err = metrics.handle().serve(taken).await.unwrap_err();
     assert!(matches!(err, TelemetryError::Bind { addr, .. } if addr == taken));
-    assert!(err.to_string().starts_with(&format!("cannot serve /metrics on {taken}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot serve /metrics on {taken}: ")),
+        "{err}"
+    );
     server.shutdown();
 }
 
@@ -46,8 +66,14 @@ async fn global_install_records_outside_any_scope_and_only_once() {
     let handle = install().unwrap();
     record_rollout_percent("async_upload", 50.0);
     let rendered = handle.render_sorted();
-    assert!(rendered.contains("# HELP upramp_rollout_percent "), "{rendered}");
-    assert!(rendered.contains("upramp_rollout_percent{flag=\"async_upload\"} 50"), "{rendered}");
+    assert!(
+        rendered.contains("# HELP upramp_rollout_percent "),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("upramp_rollout_percent{flag=\"async_upload\"} 50"),
+        "{rendered}"
+    );
     let second = install().unwrap_err();
     assert!(matches!(second, TelemetryError::Exporter(_)), "{second}");
 

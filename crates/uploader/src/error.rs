@@ -71,7 +71,7 @@ pub enum UploadError {
         path: PathBuf,
     },
     /// The file is over the provider's limit for the purpose; checked before reading it.
-    #[error("{}: too large: {size} bytes; {source}", path.display())]
+    #[error("{}: too large to upload: {source}", path.display())]
     TooLarge {
         /// The file named by the request.
         path: PathBuf,
@@ -82,7 +82,7 @@ pub enum UploadError {
         source: ProviderError,
     },
     /// The provider's local checks refused the request before sending (purpose, file name).
-    #[error("{}: rejected before sending: {source}", path.display())]
+    #[error("{}: {source}", path.display())]
     Rejected {
         /// The file named by the request.
         path: PathBuf,

@@ -23,7 +23,7 @@ use upramp_telemetry::{
     AggregatorConfig, Clock, EventKind, FanOut, GateAggregator, PrometheusObserver,
     SimulatedClock, UploadEvent, UploadObserver, UploadPath,
 };
-use upramp_uploader::{RetryPolicy, UploadRequest, Uploader};
+use upramp_uploader::{UploadRequest, Uploader};
 
 use super::profile::Profile;
 use super::ValidateError;

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, Full};
 use hyper::body::Incoming;
@@ -42,7 +44,10 @@ enum Route {
 
 impl Route {
     fn parse(flavor: Flavor, method: &Method, path: &str) -> Self {
-        let Some(rest) = path.strip_prefix(flavor.base_path()).and_then(|rest| rest.strip_prefix("/files")) else {
+        let Some(rest) = path
+            .strip_prefix(flavor.base_path())
+            .and_then(|rest| rest.strip_prefix("/files"))
+        else {
             return Self::Unknown;
         };
         let segments: Vec<&str> = rest.split('/').skip(1).collect();
@@ -72,12 +77,18 @@ impl Route {
 enum Outcome {
     Respond(Reply),
     /// Close without answering; `reset` sends a TCP RST instead of a FIN.
-    Abort { reset: bool },
+    Abort {
+        reset: bool,
+    },
     /// Stop reading and never answer.
     Stall,
 }
 
-pub(super) async fn handle(shared: Arc<Shared>, control: Arc<ConnControl>, request: Request<Incoming>) -> Reply {
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    control: Arc<ConnControl>,
+    request: Request<Incoming>,
+) -> Reply {
     let route = Route::parse(shared.flavor, request.method(), request.uri().path());
     let path = request
         .headers()
@@ -140,8 +151,13 @@ async fn delay(shared: &Shared, decision: FaultDecision) {
 
 /// The 401 answer for a request without the right bearer token, or `None` when it may pass.
 fn auth_rejection(shared: &Shared, request: &Request<Incoming>) -> Option<Reply> {
-    let header = request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let token = header.and_then(|value| value.strip_prefix("Bearer ")).map(str::trim);
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let token = header
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
     match token {
         None => Some(error(
             shared.flavor,
@@ -162,7 +178,13 @@ fn auth_rejection(shared: &Shared, request: &Request<Incoming>) -> Option<Reply>
 }
 
 /// The provider's error body: Kimi `{"error":{"type","message"}}`, GLM `{"error":{"code","message"}}`.
-fn error(flavor: Flavor, status: StatusCode, kimi_type: &str, glm_code: &str, message: &str) -> Reply {
+fn error(
+    flavor: Flavor,
+    status: StatusCode,
+    kimi_type: &str,
+    glm_code: &str,
+    message: &str,
+) -> Reply {
     let body = match flavor {
         Flavor::Kimi => json!({ "error": { "type": kimi_type, "message": message } }),
         Flavor::Glm => json!({ "error": { "code": glm_code, "message": message } }),
@@ -180,11 +202,19 @@ fn json_reply(status: StatusCode, body: &Value) -> Reply {
 }
 
 fn bad_request(flavor: Flavor, glm_code: &str, message: &str) -> Reply {
-    error(flavor, StatusCode::BAD_REQUEST, "invalid_request_error", glm_code, message)
+    error(
+        flavor,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        glm_code,
+        message,
+    )
 }
 
 fn closing(mut reply: Reply) -> Reply {
-    reply.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    reply
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     reply
 }
 
@@ -213,8 +243,20 @@ fn too_large(flavor: Flavor, purpose: Option<&str>, limit: u64, bytes: Option<u6
 
 fn fault_reply(flavor: Flavor, fault: InjectedFault) -> Option<Reply> {
     let reply = match fault {
-        InjectedFault::Status500 => error(flavor, StatusCode::INTERNAL_SERVER_ERROR, "server_error", "500", "Internal server error"),
-        InjectedFault::Status502 => error(flavor, StatusCode::BAD_GATEWAY, "server_error", "500", "Bad gateway"),
+        InjectedFault::Status500 => error(
+            flavor,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "500",
+            "Internal server error",
+        ),
+        InjectedFault::Status502 => error(
+            flavor,
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "500",
+            "Bad gateway",
+        ),
         InjectedFault::Status503 => error(
             flavor,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -254,9 +296,10 @@ fn fault_reply(flavor: Flavor, fault: InjectedFault) -> Option<Reply> {
             "1000",
             "Authentication failed",
         ),
-        InjectedFault::Stall | InjectedFault::Reset | InjectedFault::DropAfterAccept | InjectedFault::Malformed => {
-            return None
-        }
+        InjectedFault::Stall
+        | InjectedFault::Reset
+        | InjectedFault::DropAfterAccept
+        | InjectedFault::Malformed => return None,
     };
     Some(reply)
 }
@@ -267,7 +310,9 @@ fn purpose_limit(flavor: Flavor, purpose: &str, filename: &str) -> Option<u64> {
         Flavor::Kimi => KIMI_PURPOSES.contains(&purpose).then_some(MAX_FILE_BYTES),
         Flavor::Glm => match purpose {
             "file-extract" => {
-                let extension = filename.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+                let extension = filename
+                    .rsplit_once('.')
+                    .map(|(_, ext)| ext.to_ascii_lowercase());
                 let image = matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg"));
                 Some(if image { 5 * MIB } else { 50 * MIB })
             }
@@ -312,7 +357,11 @@ async fn upload(shared: &Shared, request: Request<Incoming>, decision: FaultDeci
     outcome
 }
 
-async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: FaultDecision) -> Outcome {
+async fn receive_upload(
+    shared: &Shared,
+    request: Request<Incoming>,
+    decision: FaultDecision,
+) -> Outcome {
     let flavor = shared.flavor;
     let (parts, body) = request.into_parts();
     if let Some(reply) = decision.fault.and_then(|fault| fault_reply(flavor, fault)) {
@@ -338,7 +387,11 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
         .and_then(|value| multer::parse_boundary(value).ok());
     let Some(boundary) = boundary else {
         drain(body).await;
-        return Outcome::Respond(bad_request(flavor, "1214", "Content-Type must be multipart/form-data with a boundary"));
+        return Outcome::Respond(bad_request(
+            flavor,
+            "1214",
+            "Content-Type must be multipart/form-data with a boundary",
+        ));
     };
     if let Some(rate) = decision.bandwidth {
         shared.count_fault("bandwidth");
@@ -364,7 +417,11 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
                         Ok(Some(chunk)) => {
                             value.extend_from_slice(&chunk);
                             if value.len() > MAX_FIELD_BYTES {
-                                return Outcome::Respond(closing(bad_request(flavor, "1214", "purpose field is too long")));
+                                return Outcome::Respond(closing(bad_request(
+                                    flavor,
+                                    "1214",
+                                    "purpose field is too long",
+                                )));
                             }
                         }
                         Ok(None) => break,
@@ -375,20 +432,36 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
             }
             Some("file") => {
                 if received.is_some() {
-                    return Outcome::Respond(closing(bad_request(flavor, "1214", "more than one file field")));
+                    return Outcome::Respond(closing(bad_request(
+                        flavor,
+                        "1214",
+                        "more than one file field",
+                    )));
                 }
                 let filename = field.file_name().map(str::to_owned);
                 let limit = purpose
                     .as_deref()
-                    .and_then(|purpose| purpose_limit(flavor, purpose, filename.as_deref().unwrap_or("")))
+                    .and_then(|purpose| {
+                        purpose_limit(flavor, purpose, filename.as_deref().unwrap_or(""))
+                    })
                     .unwrap_or(MAX_FILE_BYTES);
-                let mut file = Received { filename, bytes: 0, hasher: Sha256::new(), head: BytesMut::new() };
+                let mut file = Received {
+                    filename,
+                    bytes: 0,
+                    hasher: Sha256::new(),
+                    head: BytesMut::new(),
+                };
                 loop {
                     match field.chunk().await {
                         Ok(Some(chunk)) => {
                             file.push(&chunk);
                             if file.bytes > limit {
-                                return Outcome::Respond(closing(too_large(flavor, purpose.as_deref(), limit, None)));
+                                return Outcome::Respond(closing(too_large(
+                                    flavor,
+                                    purpose.as_deref(),
+                                    limit,
+                                    None,
+                                )));
                             }
                         }
                         Ok(None) => break,
@@ -416,13 +489,24 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
         return Outcome::Respond(bad_request(flavor, "1214", "missing multipart field: file"));
     };
     let Some(purpose) = purpose else {
-        return Outcome::Respond(bad_request(flavor, "1214", "missing multipart field: purpose"));
+        return Outcome::Respond(bad_request(
+            flavor,
+            "1214",
+            "missing multipart field: purpose",
+        ));
     };
     let Some(filename) = file.filename.clone().filter(|name| !name.is_empty()) else {
-        return Outcome::Respond(bad_request(flavor, "1214", "the file field has no filename"));
+        return Outcome::Respond(bad_request(
+            flavor,
+            "1214",
+            "the file field has no filename",
+        ));
     };
     let Some(limit) = purpose_limit(flavor, &purpose, &filename) else {
-        let message = format!("Invalid purpose {purpose:?}: expected one of {}", purposes_hint(flavor));
+        let message = format!(
+            "Invalid purpose {purpose:?}: expected one of {}",
+            purposes_hint(flavor)
+        );
         return Outcome::Respond(bad_request(flavor, "1210", &message));
     };
     if file.bytes > limit {
@@ -434,7 +518,10 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
     let stored = {
         let mut store = lock(&shared.store);
         if flavor == Flavor::Kimi && store.files.len() >= shared.max_files {
-            let message = format!("Too many files: the file count limit is {}", shared.max_files);
+            let message = format!(
+                "Too many files: the file count limit is {}",
+                shared.max_files
+            );
             return Outcome::Respond(bad_request(flavor, "", &message));
         }
         let stored = StoredFile {
@@ -445,7 +532,10 @@ async fn receive_upload(shared: &Shared, request: Request<Incoming>, decision: F
             sha256: hex::encode(file.hasher.finalize()),
             created_at: unix_now(),
         };
-        store.files.push(Entry { file: stored.clone(), head: file.head.freeze() });
+        store.files.push(Entry {
+            file: stored.clone(),
+            head: file.head.freeze(),
+        });
         stored
     };
     shared.update_stats(|stats| stats.uploads_accepted += 1);
@@ -480,28 +570,40 @@ fn mid_body(shared: &Shared, fault: InjectedFault) -> Outcome {
 }
 
 fn malformed_body(flavor: Flavor, err: &multer::Error) -> Outcome {
-    Outcome::Respond(closing(bad_request(flavor, "1214", &format!("malformed multipart body: {err}"))))
+    Outcome::Respond(closing(bad_request(
+        flavor,
+        "1214",
+        &format!("malformed multipart body: {err}"),
+    )))
 }
 
 /// The request body as a stream of data chunks, read no faster than `bandwidth` bytes per second.
-fn body_stream(body: Incoming, bandwidth: Option<u64>) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send {
+fn body_stream(
+    body: Incoming,
+    bandwidth: Option<u64>,
+) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send {
     let started = Instant::now();
-    futures::stream::unfold((BodyStream::new(body), 0u64), move |(mut frames, mut read)| async move {
-        loop {
-            match frames.next().await? {
-                Ok(frame) => {
-                    let Ok(data) = frame.into_data() else { continue };
-                    read += data.len() as u64;
-                    if let Some(rate) = bandwidth {
-                        let due = started + Duration::from_secs_f64(read as f64 / rate as f64);
-                        tokio::time::sleep_until(due.into()).await;
+    futures::stream::unfold(
+        (BodyStream::new(body), 0u64),
+        move |(mut frames, mut read)| async move {
+            loop {
+                match frames.next().await? {
+                    Ok(frame) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        read += data.len() as u64;
+                        if let Some(rate) = bandwidth {
+                            let due = started + Duration::from_secs_f64(read as f64 / rate as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        return Some((Ok(data), (frames, read)));
                     }
-                    return Some((Ok(data), (frames, read)));
+                    Err(err) => return Some((Err(err), (frames, read))),
                 }
-                Err(err) => return Some((Err(err), (frames, read))),
             }
-        }
-    })
+        },
+    )
 }
 
 /// Read and discard the rest of a body so the client, still sending, gets to read the answer.
@@ -544,32 +646,58 @@ fn file_object(flavor: Flavor, file: &StoredFile) -> Value {
 }
 
 fn not_found(flavor: Flavor, id: &str) -> Reply {
-    error(flavor, StatusCode::NOT_FOUND, "resource_not_found_error", "404", &format!("file not found: {id}"))
+    error(
+        flavor,
+        StatusCode::NOT_FOUND,
+        "resource_not_found_error",
+        "404",
+        &format!("file not found: {id}"),
+    )
 }
 
 fn list(shared: &Shared, query: &str) -> Reply {
     let flavor = shared.flavor;
     let store = lock(&shared.store);
     if flavor == Flavor::Kimi {
-        let data: Vec<Value> = store.files.iter().map(|entry| file_object(flavor, &entry.file)).collect();
+        let data: Vec<Value> = store
+            .files
+            .iter()
+            .map(|entry| file_object(flavor, &entry.file))
+            .collect();
         return json_reply(StatusCode::OK, &json!({ "object": "list", "data": data }));
     }
     let mut purpose = None;
     let mut after = None;
     let mut descending = true;
     let mut limit = 20usize;
-    for (key, value) in query.split('&').filter(|pair| !pair.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, ""))) {
+    for (key, value) in query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+    {
         match key {
             "purpose" if !value.is_empty() => purpose = Some(value),
             "after" if !value.is_empty() => after = Some(value),
             "order" => match value {
                 "asc" => descending = false,
                 "desc" => descending = true,
-                other => return bad_request(flavor, "1214", &format!("order {other:?}: expected asc or desc")),
+                other => {
+                    return bad_request(
+                        flavor,
+                        "1214",
+                        &format!("order {other:?}: expected asc or desc"),
+                    )
+                }
             },
             "limit" => match value.parse::<usize>() {
                 Ok(parsed @ 1..=100) => limit = parsed,
-                _ => return bad_request(flavor, "1214", &format!("limit {value:?}: expected a whole number from 1 to 100")),
+                _ => {
+                    return bad_request(
+                        flavor,
+                        "1214",
+                        &format!("limit {value:?}: expected a whole number from 1 to 100"),
+                    )
+                }
             },
             _ => {}
         }
@@ -591,8 +719,15 @@ fn list(shared: &Shared, query: &str) -> Reply {
         files.drain(..=position);
     }
     let has_more = files.len() > limit;
-    let data: Vec<Value> = files.iter().take(limit).map(|file| file_object(flavor, file)).collect();
-    json_reply(StatusCode::OK, &json!({ "object": "list", "data": data, "has_more": has_more }))
+    let data: Vec<Value> = files
+        .iter()
+        .take(limit)
+        .map(|file| file_object(flavor, file))
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({ "object": "list", "data": data, "has_more": has_more }),
+    )
 }
 
 fn retrieve(shared: &Shared, id: &str) -> Reply {
@@ -608,7 +743,10 @@ fn delete(shared: &Shared, id: &str) -> Reply {
     match store.files.iter().position(|entry| entry.file.id == id) {
         Some(position) => {
             store.files.remove(position);
-            json_reply(StatusCode::OK, &json!({ "id": id, "object": "file", "deleted": true }))
+            json_reply(
+                StatusCode::OK,
+                &json!({ "id": id, "object": "file", "deleted": true }),
+            )
         }
         None => not_found(shared.flavor, id),
     }
@@ -626,7 +764,10 @@ fn content(shared: &Shared, id: &str) -> Reply {
             "text/plain; charset=utf-8",
         ),
         Flavor::Glm if file.purpose == "file-extract" => {
-            let (title, file_type) = file.filename.rsplit_once('.').unwrap_or((file.filename.as_str(), ""));
+            let (title, file_type) = file
+                .filename
+                .rsplit_once('.')
+                .unwrap_or((file.filename.as_str(), ""));
             let body = json!({
                 "content": String::from_utf8_lossy(&entry.head),
                 "file_type": file_type.to_ascii_lowercase(),
@@ -639,6 +780,8 @@ fn content(shared: &Shared, id: &str) -> Reply {
         Flavor::Glm => (entry.head.clone(), "application/octet-stream"),
     };
     let mut reply = Response::new(Full::new(body));
-    reply.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reply
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     reply
 }

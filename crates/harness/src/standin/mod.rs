@@ -171,16 +171,25 @@ pub struct StandIn {
 impl StandIn {
     /// Bind `config.addr` and serve on the current tokio runtime; returns once the socket listens.
     pub async fn start(config: StandInConfig) -> Result<Self, HarnessError> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| HarnessError::Bind { addr: config.addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| HarnessError::Bind { addr: config.addr, source })?;
+        let listener =
+            TcpListener::bind(config.addr)
+                .await
+                .map_err(|source| HarnessError::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| HarnessError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let shared = Arc::new(Shared::new(&config));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(flavor = %config.flavor, %addr, "stand-in listening");
-        Ok(Self { shared, addr, task: Some(task) })
+        Ok(Self {
+            shared,
+            addr,
+            task: Some(task),
+        })
     }
 
     /// The base URL a client uses: `http://127.0.0.1:PORT/v1` (Kimi) or `.../api/paas/v4` (GLM).
@@ -215,7 +224,11 @@ impl StandIn {
 
     /// Files currently stored, oldest first.
     pub fn stored_files(&self) -> Vec<StoredFile> {
-        lock(&self.shared.store).files.iter().map(|entry| entry.file.clone()).collect()
+        lock(&self.shared.store)
+            .files
+            .iter()
+            .map(|entry| entry.file.clone())
+            .collect()
     }
 
     /// Counters so far.
@@ -301,7 +314,10 @@ impl Shared {
     }
 
     fn count_fault(&self, kind: &str) {
-        *lock(&self.stats).faults_by_kind.entry(kind.to_owned()).or_default() += 1;
+        *lock(&self.stats)
+            .faults_by_kind
+            .entry(kind.to_owned())
+            .or_default() += 1;
     }
 
     fn count_injected(&self, fault: InjectedFault) {

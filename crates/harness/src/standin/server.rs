@@ -67,7 +67,10 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     // Small responses must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let control = Arc::new(ConnControl::default());
-    let io = TokioIo::new(ConnIo { inner: stream, control: Arc::clone(&control) });
+    let io = TokioIo::new(ConnIo {
+        inner: stream,
+        control: Arc::clone(&control),
+    });
     let service = {
         let control = Arc::clone(&control);
         let shared = Arc::clone(&shared);
@@ -77,7 +80,9 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             async move { Ok::<_, Infallible>(api::handle(shared, control, request).await) }
         })
     };
-    let connection = http1::Builder::new().timer(TokioTimer::new()).serve_connection(io, service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(io, service);
     tokio::pin!(connection);
     // Returning drops the connection and with it the socket: that is how aborts reach the client.
     tokio::select! {
@@ -111,13 +116,21 @@ impl Drop for ConnIo {
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

@@ -39,14 +39,24 @@ pub async fn upload_as(
         .await
 }
 
-pub async fn upload(stand_in: &StandIn, filename: &str, purpose: &str, bytes: Vec<u8>) -> reqwest::Response {
-    upload_as(stand_in, "plain-reqwest", filename, purpose, bytes).await.unwrap()
+pub async fn upload(
+    stand_in: &StandIn,
+    filename: &str,
+    purpose: &str,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    upload_as(stand_in, "plain-reqwest", filename, purpose, bytes)
+        .await
+        .unwrap()
 }
 
 pub async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Replace the values that change from run to run (ids, timestamps, dates) with placeholders.

@@ -27,16 +27,64 @@ pub fn emit(observer: &dyn UploadObserver) {
     use Outcome::*;
     use UploadPath::*;
     let legs = [
-        Leg { provider: "kimi", path: Async, bytes: 1_200_000, attempts: &[(Success, 850)], fallback: false },
-        Leg { provider: "glm", path: Async, bytes: 40_000, attempts: &[(ServerError, 120), (Success, 95)], fallback: false },
+        Leg {
+            provider: "kimi",
+            path: Async,
+            bytes: 1_200_000,
+            attempts: &[(Success, 850)],
+            fallback: false,
+        },
+        Leg {
+            provider: "glm",
+            path: Async,
+            bytes: 40_000,
+            attempts: &[(ServerError, 120), (Success, 95)],
+            fallback: false,
+        },
         // An async leg that times out twice and falls back; the sync fallback leg then succeeds.
-        Leg { provider: "kimi", path: Async, bytes: 8_000_000, attempts: &[(Timeout, 30_000), (Timeout, 30_000)], fallback: true },
-        Leg { provider: "kimi", path: SyncFallback, bytes: 8_000_000, attempts: &[(Success, 4_200)], fallback: false },
-        Leg { provider: "glm", path: Sync, bytes: 512, attempts: &[(ClientError, 30)], fallback: false },
-        Leg { provider: "kimi", path: Sync, bytes: 3_000_000, attempts: &[(RateLimited, 15), (Success, 2_400)], fallback: false },
+        Leg {
+            provider: "kimi",
+            path: Async,
+            bytes: 8_000_000,
+            attempts: &[(Timeout, 30_000), (Timeout, 30_000)],
+            fallback: true,
+        },
+        Leg {
+            provider: "kimi",
+            path: SyncFallback,
+            bytes: 8_000_000,
+            attempts: &[(Success, 4_200)],
+            fallback: false,
+        },
+        Leg {
+            provider: "glm",
+            path: Sync,
+            bytes: 512,
+            attempts: &[(ClientError, 30)],
+            fallback: false,
+        },
+        Leg {
+            provider: "kimi",
+            path: Sync,
+            bytes: 3_000_000,
+            attempts: &[(RateLimited, 15), (Success, 2_400)],
+            fallback: false,
+        },
         // Rejected locally before a byte was sent: a leg with no HTTP attempt.
-        Leg { provider: "openai", path: Async, bytes: 600_000_000, attempts: &[], fallback: false },
-        Leg { provider: "glm", path: Async, bytes: 75_000, attempts: &[(Success, 4)], fallback: false },
+        Leg {
+            provider: "openai",
+            path: Async,
+            bytes: 600_000_000,
+            attempts: &[],
+            fallback: false,
+        },
+        Leg {
+            provider: "glm",
+            path: Async,
+            bytes: 75_000,
+            attempts: &[(Success, 4)],
+            fallback: false,
+        },
     ];
     let mut at = start();
     for leg in legs {
@@ -57,7 +105,10 @@ pub fn emit(observer: &dyn UploadObserver) {
                 at: at + total,
             });
         }
-        let outcome = leg.attempts.last().map_or(RejectedBeforeSend, |(outcome, _)| *outcome);
+        let outcome = leg
+            .attempts
+            .last()
+            .map_or(RejectedBeforeSend, |(outcome, _)| *outcome);
         observer.on_event(&UploadEvent {
             kind: EventKind::Request,
             provider: leg.provider.to_owned(),

@@ -173,8 +173,8 @@ async fn dropping_a_sync_upload_releases_the_gauge() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow.bin");
     std::fs::write(&path, vec![1u8; 4 * 1024 * 1024]).unwrap();
-    let upload = rig.uploader.upload(UploadRequest::new(&path, "file-extract"));
-    tokio::pin!(upload);
+    // Boxed, so `drop` below really drops the future (a stack-pinned one lives to the scope's end).
+    let mut upload = Box::pin(rig.uploader.upload(UploadRequest::new(&path, "file-extract")));
     let recorder = rig.recorder.clone();
     tokio::select! {
         result = &mut upload => panic!("the upload should still be running: {result:?}"),

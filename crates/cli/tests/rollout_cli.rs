@@ -1,0 +1,187 @@
+//! `upramp rollout` through the real binary.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, UNIX_EPOCH};
+
+use upramp_rollout::{Controller, ControllerState, FnSource, GateInputs, Plan, RecordingSink, SourceError, StateStore};
+
+fn upramp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_upramp")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn init_then_status_json_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let out = upramp(&["rollout", "init", "--state", s(&state)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("5 stages, 21d of bake, starting at `baseline` (0%)"));
+
+    let out = upramp(&["rollout", "status", "--state", s(&state), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["percent"], 0);
+    assert_eq!(json["stage_index"], 0);
+    assert_eq!(json["state"], "pending");
+    insta::assert_snapshot!("status_pending_json", text(&out.stdout));
+
+    let out = upramp(&["rollout", "status", "--state", s(&state)]);
+    insta::assert_snapshot!("status_pending_text", text(&out.stdout));
+
+    // A second init refuses to overwrite the rollout in progress.
+    let before = std::fs::read(&state).unwrap();
+    let out = upramp(&["rollout", "init", "--state", s(&state)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}
+
+#[test]
+fn status_of_a_paused_rollout_is_stable() {
+    // Paused: time in stage is frozen at the pause, so the output does not depend on the wall clock.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let store = StateStore::new(&state);
+    let source = FnSource(|_now| -> Result<GateInputs, SourceError> { Ok(GateInputs::default()) });
+    let mut c = Controller::new(Plan::default_three_week(), source, RecordingSink::default()).unwrap().with_store(store);
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_714_521_600);
+    c.tick(t0).unwrap();
+    c.advance(t0 + Duration::from_secs(3_600), "baseline looked fine").unwrap();
+    c.pause(t0 + Duration::from_secs(5 * 3_600), "waiting for the weekly report").unwrap();
+    let out = upramp(&["rollout", "status", "--state", s(&state)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    insta::assert_snapshot!("status_paused_text", text(&out.stdout));
+}
+
+#[test]
+fn manual_operations_are_applied_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let flags = dir.path().join("flags.toml");
+    assert!(upramp(&["rollout", "init", "--state", s(&state)]).status.success());
+
+    let out = upramp(&["rollout", "advance", "--state", s(&state), "--reason", "skip baseline", "--flags-file", s(&flags)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("advance stage 2/5 `canary-1` 0% -> 1%: advanced by operator"), "{}", text(&out.stdout));
+    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 1"));
+
+    assert!(upramp(&["rollout", "pause", "--state", s(&state), "--reason", "hold on"]).status.success());
+    let out = upramp(&["rollout", "pause", "--state", s(&state), "--reason", "again"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr).trim(), "upramp: error: cannot pause a rollout that is paused");
+    assert!(upramp(&["rollout", "resume", "--state", s(&state), "--reason", "ok"]).status.success());
+    let out = upramp(&["rollout", "rollback", "--state", s(&state), "--reason", "pager", "--flags-file", s(&flags)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 0"));
+    let out = upramp(&["rollout", "status", "--state", s(&state), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["state"], "rolled_back");
+    assert_eq!(json["percent"], 0);
+
+    let audit = upramp_rollout::AuditLog::read(&dir.path().join("state.json.audit.jsonl")).unwrap();
+    let decisions: Vec<_> = audit.iter().map(|r| r.decision.as_str()).collect();
+    assert_eq!(decisions, ["advance", "pause", "resume", "rollback"]);
+    assert_eq!(audit[3].reason, "rolled back to 0% by operator: pager");
+}
+
+#[test]
+fn missing_or_corrupt_state_exits_2_with_one_line_and_leaves_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let out = upramp(&["rollout", "status", "--state", s(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+    assert!(text(&out.stderr).contains("does not exist"));
+    assert!(!missing.exists());
+
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{\"plan\": 42").unwrap();
+    for args in [
+        vec!["rollout", "status", "--state", s(&corrupt)],
+        vec!["rollout", "advance", "--state", s(&corrupt), "--reason", "x"],
+        vec!["rollout", "rollback", "--state", s(&corrupt), "--reason", "x"],
+        vec!["rollout", "run", "--state", s(&corrupt), "--flags-file", "f.toml", "--scrape", "http://127.0.0.1:9/metrics"],
+    ] {
+        let out = upramp(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("is corrupt and was left untouched"), "{err}");
+        assert_eq!(std::fs::read_to_string(&corrupt).unwrap(), "{\"plan\": 42");
+    }
+}
+
+#[test]
+fn a_bad_plan_is_a_usage_error_naming_stage_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(&plan, "[[stages]]\nname = \"a\"\npercent = 10\nmin_bake = \"1d\"\nmin_async_samples = 1\n[[stages]]\nname = \"b\"\npercent = 5\nmin_bake = \"1d\"\nmin_async_samples = 1\n").unwrap();
+    let state = dir.path().join("state.json");
+    let out = upramp(&["rollout", "init", "--state", s(&state), "--plan", s(&plan)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "upramp: error: plan stage 2 (`b`): field `percent`: 5% does not rise above the previous stage's 10%"
+    );
+    assert!(!state.exists());
+}
+
+fn metrics_server(body: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let mut request = Vec::new();
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn run_ticks_against_scraped_metrics_and_writes_the_flags_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let flags = dir.path().join("flags.toml");
+    let audit = dir.path().join("decisions.jsonl");
+    assert!(upramp(&["rollout", "init", "--state", s(&state), "--audit", s(&audit)]).status.success());
+    let url = metrics_server("upramp_uploads_total{provider=\"kimi\",path=\"sync\",outcome=\"success\"} 100\n".to_owned());
+    let out = upramp(&[
+        "rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url, "--interval", "10ms",
+        "--max-ticks", "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<_> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains("advance stage 1/5 `baseline` 0% -> 0%: rollout started"), "{}", lines[0]);
+    assert!(lines[1].contains("hold stage 1/5"), "{}", lines[1]);
+    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 0"));
+    assert_eq!(upramp_rollout::AuditLog::read(&audit).unwrap().len(), 3);
+    let resumed: ControllerState = StateStore::new(&state).load().unwrap();
+    assert_eq!(resumed.stage_index(), 0);
+
+    // Bad arguments are usage errors.
+    let out = upramp(&["rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url, "--interval", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}
