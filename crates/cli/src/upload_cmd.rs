@@ -80,8 +80,7 @@ pub fn run(args: UploadArgs) -> CliResult {
     let config = client_config(kind, args.base_url.as_deref(), key, &args.purpose)?;
     let client = ProviderClient::new(config).map_err(CliError::usage)?;
     let flags = load_flags(args.flags_file.clone())?;
-    // Logs are best effort: a subscriber installed by an embedding process is fine too.
-    let _ = upramp_telemetry::init_tracing(upramp_telemetry::LogFormat::Human);
+    init_logs()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,6 +88,22 @@ pub fn run(args: UploadArgs) -> CliResult {
         .context("cannot start the async runtime")
         .map_err(CliError::work)?;
     runtime.block_on(upload_all(args, client, flags))
+}
+
+/// Logs on stderr, filtered by `RUST_LOG`; `warn` by default, so a normal run prints receipts and
+/// errors only, while `RUST_LOG=info` shows every attempt.
+fn init_logs() -> Result<(), CliError> {
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| "warn".to_owned());
+    let filter = upramp_telemetry::parse_log_filter(&directives).map_err(CliError::usage)?;
+    let ansi = std::io::stderr().is_terminal();
+    let subscriber =
+        upramp_telemetry::build_subscriber(upramp_telemetry::LogFormat::Human, filter, std::io::stderr, ansi);
+    // An already installed subscriber (an embedding process) is fine: logs go there.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
 }
 
 fn client_config(

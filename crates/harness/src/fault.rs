@@ -23,7 +23,10 @@
 //! Probability faults are mutually exclusive: each upload draws one number and walks the matching items
 //! in spec order, so the matching probabilities must add up to at most 1 for either path. Latency and
 //! jitter apply to every route (uploads, list, retrieve, content, delete); every other fault applies to
-//! uploads only, so tests can always inspect what arrived.
+//! uploads only, so tests can always inspect what arrived. Status faults read the whole body before
+//! answering, so a client still sending sees the answer rather than a broken pipe; a stalled request is
+//! cut with a reset at shutdown or after 5 minutes. Faults are counted in
+//! [`StandInStats::faults_by_kind`](crate::StandInStats::faults_by_kind) when actually injected.
 //!
 //! ```
 //! use upramp_harness::FaultPlan;

@@ -2,9 +2,8 @@
 //!
 //! - [`StandIn`]: a Kimi or GLM file-API stand-in, a real HTTP/1.1 server on loopback that follows
 //!   `shared/contracts/providers.md` (routes, bearer auth, JSON shapes, error bodies, limits), streams
-//!   request bodies in bounded memory and records each stored file's size and SHA-256. See
-//!   [`standin`](crate::StandIn) docs in the [`StandInConfig`] and module notes for the choices made where
-//!   the contract is silent.
+//!   request bodies in bounded memory and records each stored file's size and SHA-256. The
+//!   [`StandIn`] docs list the routes and the choices made where the contract is silent.
 //! - [`FaultPlan`]: deterministic, seeded fault injection (server errors, rate limits with `Retry-After`,
 //!   quota, auth, latency, bandwidth caps, stalls, resets, accept-then-drop, malformed JSON), changeable
 //!   while running and targetable at one upload path by `User-Agent`. The spec syntax is in [`fault`].

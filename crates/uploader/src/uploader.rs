@@ -541,7 +541,7 @@ impl Uploader {
                 routing,
                 adopted: landed.adopted,
             }),
-            Err(failure) => Err(self.into_error(job, failure, leg_path, progression.attempts, fallback_reason)),
+            Err(failure) => Err(self.error_for(job, failure, leg_path, progression.attempts, fallback_reason)),
         }
     }
 
@@ -833,7 +833,7 @@ impl Uploader {
         }
     }
 
-    fn into_error(
+    fn error_for(
         &self,
         job: Job,
         failure: Failure,

@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Every scenario at a small size with dev-profile workers; asserts no speed (the CI smoke run).
     #[arg(long)]
     pub quick: bool,
+    /// Cargo profile of the measured worker processes (default: `release`, or `dev` with `--quick`).
+    #[arg(long, value_parser = ["release", "dev"])]
+    pub worker_profile: Option<String>,
 }
 
 /// The stand-in key of a bench run: a local mock credential, handed to workers through the environment.
@@ -48,7 +51,7 @@ const BENCH_KEY: &str = "sk-upramp-bench-local";
 #[derive(Debug, Clone)]
 struct Plan {
     mode: Mode,
-    worker_profile: &'static str,
+    worker_profile: String,
     memory_sizes: Vec<u64>,
     throughput_files: u64,
     throughput_file_bytes: u64,
@@ -70,7 +73,7 @@ impl Plan {
         if quick {
             Self {
                 mode: Mode::Quick,
-                worker_profile: "dev",
+                worker_profile: "dev".to_owned(),
                 memory_sizes: vec![100_000, 1_000_000],
                 throughput_files: 16,
                 throughput_file_bytes: 65_536,
@@ -89,7 +92,7 @@ impl Plan {
         } else {
             Self {
                 mode: Mode::Full,
-                worker_profile: "release",
+                worker_profile: "release".to_owned(),
                 memory_sizes: vec![1_000_000, 10_000_000, 100_000_000],
                 throughput_files: 200,
                 throughput_file_bytes: 1_000_000,
@@ -118,7 +121,10 @@ struct Bench {
 
 /// Run the benchmarks.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(profile) = args.worker_profile {
+        plan.worker_profile = profile;
+    }
     let started = Instant::now();
     let started_at = SystemTime::now();
     let machine = Machine::detect();
@@ -131,7 +137,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
 
     eprintln!("bench: building the worker ({} profile)", plan.worker_profile);
-    let worker = process::build_worker(plan.worker_profile)?;
+    let worker = process::build_worker(&plan.worker_profile)?;
     let ctx = Bench { worker, work_dir: work_dir.clone(), curl: process::curl_available() };
     if !ctx.curl {
         eprintln!("bench: curl not found; its columns stay empty");
@@ -158,7 +164,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         started_at_utc: results::utc_timestamp(started_at),
         wall_secs: 0.0,
         machine,
-        worker_profile: plan.worker_profile.to_owned(),
+        worker_profile: plan.worker_profile.clone(),
         memory,
         throughput,
         large_upload,

@@ -1,36 +1,4 @@
-//! Kimi and GLM file-API stand-ins: real HTTP/1.1 servers on loopback that follow
-//! `shared/contracts/providers.md`, with deterministic fault injection.
-//!
-//! # What a stand-in serves
-//!
-//! Under the base path (`/v1` for Kimi, `/api/paas/v4` for GLM): `POST /files` (multipart `file` with a
-//! filename, and `purpose`), `GET /files` (GLM: `purpose`, `after`, `order` = `asc`|`desc` (default
-//! `desc`), `limit` 1-100 (default 20), answering `has_more`), `GET /files/{id}`, `GET /files/{id}/content`
-//! and `DELETE /files/{id}`. Every route needs `Authorization: Bearer <api_key>`.
-//!
-//! # Limits and choices where the contract is silent or reads two ways
-//!
-//! - Sizes are 1024-based (`100 MB` = 100 MiB), the lenient reading of the docs.
-//! - Kimi: purposes `file-extract`, `image`, `video`, `batch`; 100 MB per file; zero-byte files rejected
-//!   (`File size is zero`); at most [`StandInConfig::max_files`] stored files (1,000 by default, the
-//!   account cap), all as 400 `invalid_request_error`.
-//! - GLM: purposes `batch` (100 MB), `file-extract` (50 MB, 5 MB for `.png`/`.jpg`/`.jpeg`),
-//!   `code-interpreter` (20 MB), `agent` (100 MB, the larger of the two documented readings),
-//!   `voice-clone-input` and `retrieval` (100 MB). Over 100 MB is HTTP 435; over a purpose's limit is 400
-//!   code `1210`; an unknown purpose is 400 code `1210`; missing fields and bad list parameters are 400
-//!   code `1214`. Per-purpose file counts and file types are not enforced (the docs give no error for them).
-//! - Authentication: a missing or non-bearer header gets Kimi `invalid_authentication_error` / GLM `1001`;
-//!   a wrong key gets Kimi `incorrect_api_key_error` / GLM `1002`; the `401` fault gets Kimi
-//!   `invalid_authentication_error` / GLM `1000`.
-//! - Unknown file ids are 404 (Kimi `resource_not_found_error`, GLM code `"404"`; undocumented).
-//! - The declared `Content-Length` is checked against 100 MB (plus 64 KiB of multipart framing) before
-//!   the body is read, and the limit is enforced again while streaming; such a rejection closes the
-//!   connection. Other rejections read the rest of the body first so the client sees the answer.
-//! - Bodies are streamed through `multer` and never held whole: each stored file keeps its size, SHA-256
-//!   and first 64 KiB, which is what `/content` returns (Kimi: `text/plain` extracted text; GLM
-//!   `file-extract`: `{"content","file_type","filename","title","type":"file"}`; other GLM purposes: the
-//!   bytes as `application/octet-stream`).
-//! - `created_at` is the wall clock's Unix seconds; ids are unique and derived from the seed.
+//! Kimi and GLM file-API stand-ins; the contract details and choices are documented on [`StandIn`].
 
 mod api;
 mod server;
@@ -161,7 +129,40 @@ pub struct StandInStats {
     pub uploads_dropped_after_accept: u64,
 }
 
-/// A running stand-in. Dropping it stops the server; [`StandIn::shutdown`] also waits for it.
+/// A running Kimi or GLM file-API stand-in. Dropping it stops the server; [`StandIn::shutdown`] also
+/// waits for it.
+///
+///
+/// # What a stand-in serves
+///
+/// Under the base path (`/v1` for Kimi, `/api/paas/v4` for GLM): `POST /files` (multipart `file` with a
+/// filename, and `purpose`), `GET /files` (GLM: `purpose`, `after`, `order` = `asc`|`desc` (default
+/// `desc`), `limit` 1-100 (default 20), answering `has_more`), `GET /files/{id}`, `GET /files/{id}/content`
+/// and `DELETE /files/{id}`. Every route needs `Authorization: Bearer <api_key>`.
+///
+/// # Limits and choices where the contract is silent or reads two ways
+///
+/// - Sizes are 1024-based (`100 MB` = 100 MiB), the lenient reading of the docs.
+/// - Kimi: purposes `file-extract`, `image`, `video`, `batch`; 100 MB per file; zero-byte files rejected
+///   (`File size is zero`); at most [`StandInConfig::max_files`] stored files (1,000 by default, the
+///   account cap), all as 400 `invalid_request_error`.
+/// - GLM: purposes `batch` (100 MB), `file-extract` (50 MB, 5 MB for `.png`/`.jpg`/`.jpeg`),
+///   `code-interpreter` (20 MB), `agent` (100 MB, the larger of the two documented readings),
+///   `voice-clone-input` and `retrieval` (100 MB). Over 100 MB is HTTP 435; over a purpose's limit is 400
+///   code `1210`; an unknown purpose is 400 code `1210`; missing fields and bad list parameters are 400
+///   code `1214`. Per-purpose file counts and file types are not enforced (the docs give no error for them).
+/// - Authentication: a missing or non-bearer header gets Kimi `invalid_authentication_error` / GLM `1001`;
+///   a wrong key gets Kimi `incorrect_api_key_error` / GLM `1002`; the `401` fault gets Kimi
+///   `invalid_authentication_error` / GLM `1000`.
+/// - Unknown file ids are 404 (Kimi `resource_not_found_error`, GLM code `"404"`; undocumented).
+/// - The declared `Content-Length` is checked against 100 MB (plus 64 KiB of multipart framing) before
+///   the body is read, and the limit is enforced again while streaming; such a rejection closes the
+///   connection. Other rejections read the rest of the body first so the client sees the answer.
+/// - Bodies are streamed through `multer` and never held whole: each stored file keeps its size, SHA-256
+///   and first 64 KiB, which is what `/content` returns (Kimi: `text/plain` extracted text; GLM
+///   `file-extract`: `{"content","file_type","filename","title","type":"file"}`; other GLM purposes: the
+///   bytes as `application/octet-stream`).
+/// - `created_at` is the wall clock's Unix seconds; ids are unique and derived from the seed.
 pub struct StandIn {
     shared: Arc<Shared>,
     addr: SocketAddr,

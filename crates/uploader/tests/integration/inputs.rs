@@ -10,6 +10,9 @@ use upramp_uploader::{ForcedPath, UploadError, UploadRequest};
 
 use crate::common::{flag, rig};
 
+/// Whether an error is the expected variant.
+type ErrorCheck = fn(&UploadError) -> bool;
+
 /// Each bad input gives its own one-line error naming the file, before any byte is sent.
 #[tokio::test]
 async fn bad_inputs_each_give_a_clear_error() {
@@ -24,7 +27,7 @@ async fn bad_inputs_each_give_a_clear_error() {
     std::fs::write(&small, b"fine").unwrap();
     let rig = rig(Flavor::Glm, "", flag(100, 3, true), |b| b).await;
 
-    let cases: Vec<(UploadRequest, fn(&UploadError) -> bool)> = vec![
+    let cases: Vec<(UploadRequest, ErrorCheck)> = vec![
         (UploadRequest::new(root.join("missing.pdf"), "file-extract"), |e| matches!(e, UploadError::NotFound { .. })),
         (UploadRequest::new(root, "file-extract"), |e| matches!(e, UploadError::Directory { .. })),
         (UploadRequest::new(&empty, "file-extract"), |e| matches!(e, UploadError::Empty { .. })),
