@@ -107,7 +107,10 @@ pub fn stickiness(earlier_async: &BTreeSet<String>, records: &[RequestRecord]) -
     }
     let mut revisited = BTreeSet::new();
     let mut left = BTreeSet::new();
-    for record in records.iter().filter(|r| earlier_async.contains(&r.routing_key)) {
+    for record in records
+        .iter()
+        .filter(|r| earlier_async.contains(&r.routing_key))
+    {
         revisited.insert(record.routing_key.as_str());
         if !record.routed_async() {
             left.insert(record.routing_key.as_str());

@@ -273,7 +273,10 @@ pub fn markdown(report: &Report) -> String {
 
     if !report.scenarios.is_empty() {
         let _ = writeln!(out, "## Fault scenarios\n");
-        let _ = writeln!(out, "| scenario | expected | observed | days | requests | checks |");
+        let _ = writeln!(
+            out,
+            "| scenario | expected | observed | days | requests | checks |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for s in &report.scenarios {
             let _ = writeln!(
@@ -336,14 +339,34 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The first clause of an observation, at most 60 characters: the table's cell; `report.md` has it all.
+fn headline(observed: &str) -> String {
+    let first = observed.split(';').next().unwrap_or(observed).trim();
+    if first.chars().count() <= 60 {
+        first.to_owned()
+    } else {
+        first.chars().take(59).collect::<String>() + "…"
+    }
+}
+
 /// Renders the plain-text summary printed at the end of a run: one table for the stages, one for the
 /// scenarios, then the failed checks (if any) and the totals.
 pub fn summary_table(report: &Report) -> String {
     let mut out = String::new();
     if !report.stages.is_empty() {
         let mut rows = vec![[
-            "stage", "target", "days", "requests", "async share", "async ok", "async p99",
-            "sync ok", "sync p99", "fallbacks", "decision", "checks",
+            "stage",
+            "target",
+            "days",
+            "requests",
+            "async share",
+            "async ok",
+            "async p99",
+            "sync ok",
+            "sync p99",
+            "fallbacks",
+            "decision",
+            "checks",
         ]
         .map(str::to_owned)
         .to_vec()];
@@ -374,14 +397,16 @@ pub fn summary_table(report: &Report) -> String {
         out.push('\n');
     }
     if !report.scenarios.is_empty() {
-        let mut rows = vec![["scenario", "expected", "observed", "days", "requests", "checks"]
-            .map(str::to_owned)
-            .to_vec()];
+        let mut rows = vec![[
+            "scenario", "expected", "observed", "days", "requests", "checks",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
         for s in &report.scenarios {
             rows.push(vec![
                 s.name.clone(),
                 s.expected.clone(),
-                s.observed.clone(),
+                headline(&s.observed),
                 format!("{:.2}", s.days),
                 s.requests.to_string(),
                 format!(
@@ -415,8 +440,8 @@ pub fn summary_table(report: &Report) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::timeline::{Marker, TimelinePoint};
     use crate::observe::DecisionKind;
+    use crate::timeline::{Marker, TimelinePoint};
 
     /// A fixed synthetic report: the shape of `report.md` is pinned by a snapshot.
     pub(crate) fn sample() -> Report {
@@ -476,8 +501,14 @@ mod tests {
                 requests: 2_000,
                 async_requests: 210,
                 measured_share: 0.105,
-                share_interval: Interval { lo: 0.092, hi: 0.119 },
-                accepted_band: Interval { lo: 0.078, hi: 0.122 },
+                share_interval: Interval {
+                    lo: 0.092,
+                    hi: 0.119,
+                },
+                accepted_band: Interval {
+                    lo: 0.078,
+                    hi: 0.122,
+                },
                 paths,
                 fallbacks: 1,
                 errors: 0,

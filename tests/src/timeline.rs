@@ -244,8 +244,22 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
         previous_x = x;
     }
     polyline(out, &step_line, PERCENT_COLOUR, 2.5, None);
-    rate_series(out, &frame, &panel.points, |p| p.sync_success, SYNC_COLOUR, None);
-    rate_series(out, &frame, &panel.points, |p| p.async_success, ASYNC_COLOUR, None);
+    rate_series(
+        out,
+        &frame,
+        &panel.points,
+        |p| p.sync_success,
+        SYNC_COLOUR,
+        None,
+    );
+    rate_series(
+        out,
+        &frame,
+        &panel.points,
+        |p| p.async_success,
+        ASYNC_COLOUR,
+        None,
+    );
     rate_series(
         out,
         &frame,
@@ -391,9 +405,23 @@ mod tests {
             top: 0.0,
             hours: 48.0,
         };
-        rate_series(&mut out, &frame, &scenario().points, |p| p.async_success, "#000", None);
+        rate_series(
+            &mut out,
+            &frame,
+            &scenario().points,
+            |p| p.async_success,
+            "#000",
+            None,
+        );
         assert_eq!(out.matches("<polyline").count(), 1);
-        rate_series(&mut out, &frame, &scenario().points, |p| p.fallback_success, "#000", None);
+        rate_series(
+            &mut out,
+            &frame,
+            &scenario().points,
+            |p| p.fallback_success,
+            "#000",
+            None,
+        );
         assert_eq!(out.matches("<polyline").count(), 2);
     }
 

@@ -30,11 +30,19 @@ async fn six_kinds_two_sizes_both_providers_both_paths() {
             files.push((kind, size, path, sha));
         }
     }
-    for (flavor, kind) in [(Flavor::Kimi, ProviderKind::Kimi), (Flavor::Glm, ProviderKind::Glm)] {
-        let stand_in = StandIn::start(StandInConfig::new(flavor).with_seed(3)).await.unwrap();
-        let client =
-            ProviderClient::with_base_url(kind, &stand_in.base_url(), ApiKey::new(stand_in.api_key()))
-                .unwrap();
+    for (flavor, kind) in [
+        (Flavor::Kimi, ProviderKind::Kimi),
+        (Flavor::Glm, ProviderKind::Glm),
+    ] {
+        let stand_in = StandIn::start(StandInConfig::new(flavor).with_seed(3))
+            .await
+            .unwrap();
+        let client = ProviderClient::with_base_url(
+            kind,
+            &stand_in.base_url(),
+            ApiKey::new(stand_in.api_key()),
+        )
+        .unwrap();
         let blocking = client.blocking();
         let mut flag = FlagConfig::new(ASYNC_UPLOAD);
         flag.enabled = true;
@@ -46,7 +54,10 @@ async fn six_kinds_two_sizes_both_providers_both_paths() {
             .unwrap();
         let mut expected = Vec::new();
         for (file_kind, size, path, sha) in &files {
-            for (forced, taken) in [(ForcedPath::Async, UploadPath::Async), (ForcedPath::Sync, UploadPath::Sync)] {
+            for (forced, taken) in [
+                (ForcedPath::Async, UploadPath::Async),
+                (ForcedPath::Sync, UploadPath::Sync),
+            ] {
                 let name = format!("{}-{size}-{}", file_kind.as_str(), taken.as_str());
                 let request = UploadRequest::new(path, "file-extract")
                     .routing_key(name.clone())
@@ -59,9 +70,16 @@ async fn six_kinds_two_sizes_both_providers_both_paths() {
             }
         }
         let stored = stand_in.stored_files();
-        assert_eq!(stored.len(), expected.len(), "{flavor:?}: one stored file per upload, no duplicates");
+        assert_eq!(
+            stored.len(),
+            expected.len(),
+            "{flavor:?}: one stored file per upload, no duplicates"
+        );
         for (id, size, sha, name) in expected {
-            let file = stored.iter().find(|f| f.id == id).unwrap_or_else(|| panic!("{name}: {id} not stored"));
+            let file = stored
+                .iter()
+                .find(|f| f.id == id)
+                .unwrap_or_else(|| panic!("{name}: {id} not stored"));
             assert_eq!(file.bytes, size, "{name}: stored size");
             assert_eq!(file.sha256, sha, "{name}: stored SHA-256");
         }

@@ -22,20 +22,50 @@ async fn quick_validation_passes_every_check() {
         .into_iter()
         .map(|(place, check)| format!("{place} {}: {}", check.name, check.detail))
         .collect();
-    assert!(failures.is_empty(), "failed checks:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}",
+        failures.join("\n")
+    );
     assert!(report.run.passed);
-    assert_eq!(report.stages.len(), 5, "{:?}", report.stages.iter().map(|s| &s.decision).collect::<Vec<_>>());
     assert_eq!(
-        report.stages.iter().map(|s| s.target_percent).collect::<Vec<_>>(),
+        report.stages.len(),
+        5,
+        "{:?}",
+        report
+            .stages
+            .iter()
+            .map(|s| &s.decision)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report
+            .stages
+            .iter()
+            .map(|s| s.target_percent)
+            .collect::<Vec<_>>(),
         vec![0.0, 1.0, 10.0, 50.0, 100.0]
     );
     assert_eq!(report.stages.last().unwrap().decision, "complete");
     assert_eq!(
-        report.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        vec!["async-breaks", "latency", "outage", "restart", "low-traffic"]
+        report
+            .scenarios
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec![
+            "async-breaks",
+            "latency",
+            "outage",
+            "restart",
+            "low-traffic"
+        ]
     );
     let stage_days: f64 = report.stages.iter().map(|s| s.days).sum();
-    assert!(stage_days >= 21.0, "the stages cover {stage_days} simulated days");
+    assert!(
+        stage_days >= 21.0,
+        "the stages cover {stage_days} simulated days"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let files = write_all(dir.path(), &report, &metrics.render_sorted()).unwrap();
@@ -48,5 +78,7 @@ async fn quick_validation_passes_every_check() {
     let prom = std::fs::read_to_string(&files.metrics_prom).unwrap();
     assert!(prom.contains("upramp_uploads_total{"), "{prom}");
     assert!(prom.contains("upramp_rollout_decisions_total{"), "{prom}");
-    assert!(std::fs::read_to_string(&files.report_md).unwrap().contains("## Fault scenarios"));
+    assert!(std::fs::read_to_string(&files.report_md)
+        .unwrap()
+        .contains("## Fault scenarios"));
 }

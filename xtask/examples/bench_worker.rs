@@ -27,13 +27,14 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use proto::{
-    BatchReport, GenerateReport, OpenLoopReport, RequestEnd, RusageReport, ServeReady, ServeSummary,
-    TcpCopyReport, UploadReport, KEY_ENV,
+    BatchReport, GenerateReport, OpenLoopReport, RequestEnd, RusageReport, ServeReady,
+    ServeSummary, TcpCopyReport, UploadReport, KEY_ENV,
 };
 use upramp_flags::{FlagConfig, FlagStore, Percent};
 use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
 use upramp_providers::{
-    ApiKey, BlockingProviderClient, ClientConfig, Limits, ProviderClient, ProviderKind, PurposeLimit,
+    ApiKey, BlockingProviderClient, ClientConfig, Limits, ProviderClient, ProviderKind,
+    PurposeLimit,
 };
 use upramp_uploader::{ForcedPath, UploadRequest, Uploader};
 
@@ -137,7 +138,10 @@ fn main() -> std::process::ExitCode {
     match run(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("bench_worker: error: {}", format!("{err:#}").replace('\n', " "));
+            eprintln!(
+                "bench_worker: error: {}",
+                format!("{err:#}").replace('\n', " ")
+            );
             std::process::ExitCode::FAILURE
         }
     }
@@ -146,9 +150,15 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Cmd::Rusage { command } => print(&rusage(&command)?),
-        Cmd::Generate { dir, prefix, count, bytes } => print(&generate(&dir, &prefix, count, bytes)?),
+        Cmd::Generate {
+            dir,
+            prefix,
+            count,
+            bytes,
+        } => print(&generate(&dir, &prefix, count, bytes)?),
         command => {
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(run_async(command))
         }
     }
@@ -158,7 +168,11 @@ async fn run_async(command: Cmd) -> anyhow::Result<()> {
     match command {
         Cmd::Serve { latency_ms } => serve(latency_ms).await,
         Cmd::Sink => sink().await,
-        Cmd::Upload { base_url, path, file } => {
+        Cmd::Upload {
+            base_url,
+            path,
+            file,
+        } => {
             let uploader = uploader(&base_url, 1)?;
             let started = Instant::now();
             let receipt = uploader
@@ -166,18 +180,34 @@ async fn run_async(command: Cmd) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("upload of {}", file.display()))?;
             let elapsed_secs = started.elapsed().as_secs_f64();
-            print(&UploadReport { bytes: receipt.bytes, elapsed_secs, vmhwm_kib: own_vmhwm_kib() })
+            print(&UploadReport {
+                bytes: receipt.bytes,
+                elapsed_secs,
+                vmhwm_kib: own_vmhwm_kib(),
+            })
         }
         Cmd::Idle { base_url } => {
             let _uploader = uploader(&base_url, 1)?;
-            print(&UploadReport { bytes: 0, elapsed_secs: 0.0, vmhwm_kib: own_vmhwm_kib() })
+            print(&UploadReport {
+                bytes: 0,
+                elapsed_secs: 0.0,
+                vmhwm_kib: own_vmhwm_kib(),
+            })
         }
-        Cmd::Batch { base_url, path, concurrency, files } => {
-            print(&batch(&base_url, path, concurrency, files).await?)
-        }
-        Cmd::OpenLoop { base_url, path, file, rate, duration_secs, timeout_ms } => {
-            print(&open_loop(&base_url, path, &file, rate, duration_secs, timeout_ms).await?)
-        }
+        Cmd::Batch {
+            base_url,
+            path,
+            concurrency,
+            files,
+        } => print(&batch(&base_url, path, concurrency, files).await?),
+        Cmd::OpenLoop {
+            base_url,
+            path,
+            file,
+            rate,
+            duration_secs,
+            timeout_ms,
+        } => print(&open_loop(&base_url, path, &file, rate, duration_secs, timeout_ms).await?),
         Cmd::TcpCopy { file } => print(&tcp_copy(&file).await?),
         Cmd::Rusage { .. } | Cmd::Generate { .. } => bail!("not an async subcommand"),
     }
@@ -209,7 +239,8 @@ fn uploader(base_url: &str, sync_concurrency: usize) -> anyhow::Result<Uploader>
     let config = ClientConfig::new(ProviderKind::Kimi, base_url, key)
         .with_limits(Limits::new(vec![PurposeLimit::new(PURPOSE, 1 << 30)]));
     let client = ProviderClient::new(config.clone()).context("cannot build the async client")?;
-    let blocking = BlockingProviderClient::new(config).context("cannot build the blocking client")?;
+    let blocking =
+        BlockingProviderClient::new(config).context("cannot build the blocking client")?;
     let mut flag = FlagConfig::new("async_upload");
     flag.enabled = true;
     flag.rollout = Percent::HUNDRED;
@@ -225,7 +256,10 @@ fn uploader(base_url: &str, sync_concurrency: usize) -> anyhow::Result<Uploader>
 async fn wait_for_stdin_close() -> anyhow::Result<()> {
     let mut stdin = tokio::io::stdin();
     let mut sink = Vec::new();
-    stdin.read_to_end(&mut sink).await.context("cannot read standard input")?;
+    stdin
+        .read_to_end(&mut sink)
+        .await
+        .context("cannot read standard input")?;
     Ok(())
 }
 
@@ -240,8 +274,13 @@ async fn serve(latency_ms: u64) -> anyhow::Result<()> {
         .with_faults(faults)
         // Bench runs never delete; the account cap is not what is measured.
         .with_max_files(1_000_000);
-    let stand_in = StandIn::start(config).await.context("cannot start the stand-in")?;
-    print(&ServeReady { base_url: stand_in.base_url(), pid: std::process::id() })?;
+    let stand_in = StandIn::start(config)
+        .await
+        .context("cannot start the stand-in")?;
+    print(&ServeReady {
+        base_url: stand_in.base_url(),
+        pid: std::process::id(),
+    })?;
     wait_for_stdin_close().await?;
     let stored = stand_in.stored_files();
     let summary = ServeSummary {
@@ -263,20 +302,26 @@ async fn sink() -> anyhow::Result<()> {
     let key = api_key()?;
     let state = Arc::new(SinkState::default());
     let handler_state = Arc::clone(&state);
-    let app = axum::Router::new().route(
-        "/v1/files",
-        axum::routing::post(move |request: axum::extract::Request| {
-            let state = Arc::clone(&handler_state);
-            let expected = format!("Bearer {key}");
-            async move { sink_upload(&state, &expected, request).await }
-        }),
-    )
-    // The sink exists to take bodies larger than any default cap.
-    .layer(axum::extract::DefaultBodyLimit::disable());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the sink")?;
+    let app = axum::Router::new()
+        .route(
+            "/v1/files",
+            axum::routing::post(move |request: axum::extract::Request| {
+                let state = Arc::clone(&handler_state);
+                let expected = format!("Bearer {key}");
+                async move { sink_upload(&state, &expected, request).await }
+            }),
+        )
+        // The sink exists to take bodies larger than any default cap.
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the sink")?;
     let addr = listener.local_addr().context("sink address")?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    print(&ServeReady { base_url: format!("http://{addr}/v1"), pid: std::process::id() })?;
+    print(&ServeReady {
+        base_url: format!("http://{addr}/v1"),
+        pid: std::process::id(),
+    })?;
     wait_for_stdin_close().await?;
     server.abort();
     print(&ServeSummary {
@@ -294,14 +339,30 @@ async fn sink_upload(
 ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     use axum::http::{header, StatusCode};
     let headers = request.headers();
-    let authorized = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected_auth);
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected_auth);
     if !authorized {
-        return error_reply(StatusCode::UNAUTHORIZED, "invalid_authentication_error", "bad key");
+        return error_reply(
+            StatusCode::UNAUTHORIZED,
+            "invalid_authentication_error",
+            "bad key",
+        );
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let boundary = match multer::parse_boundary(content_type) {
         Ok(boundary) => boundary,
-        Err(err) => return error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", &err.to_string()),
+        Err(err) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &err.to_string(),
+            )
+        }
     };
     let mut multipart = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
     let (mut filename, mut purpose, mut bytes, mut hasher) = (None, None, 0u64, Sha256::new());
@@ -309,7 +370,13 @@ async fn sink_upload(
         let mut field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(err) => return error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", &err.to_string()),
+            Err(err) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &err.to_string(),
+                )
+            }
         };
         match field.name() {
             Some("file") => {
@@ -322,7 +389,11 @@ async fn sink_upload(
                         }
                         Ok(None) => break,
                         Err(err) => {
-                            return error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", &err.to_string())
+                            return error_reply(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_request_error",
+                                &err.to_string(),
+                            )
                         }
                     }
                 }
@@ -332,11 +403,17 @@ async fn sink_upload(
         }
     }
     let (Some(filename), Some(purpose)) = (filename, purpose) else {
-        return error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", "file and purpose are required");
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "file and purpose are required",
+        );
     };
     let number = state.files.fetch_add(1, Ordering::Relaxed) + 1;
     state.bytes.fetch_add(bytes, Ordering::Relaxed);
-    let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let body = serde_json::json!({
         "id": format!("file-sink-{number}"),
         "object": "file",
@@ -356,26 +433,48 @@ fn error_reply(
     kind: &str,
     message: &str,
 ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
-    (status, axum::Json(serde_json::json!({ "error": { "type": kind, "message": message } })))
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": { "type": kind, "message": message } })),
+    )
 }
 
-async fn batch(base_url: &str, path: PathArg, concurrency: usize, files: Vec<PathBuf>) -> anyhow::Result<BatchReport> {
-    ensure!(concurrency >= 1, "concurrency must be at least 1, got {concurrency}");
+async fn batch(
+    base_url: &str,
+    path: PathArg,
+    concurrency: usize,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<BatchReport> {
+    ensure!(
+        concurrency >= 1,
+        "concurrency must be at least 1, got {concurrency}"
+    );
     // The legacy path runs one upload at a time, whatever the caller submits.
     let uploader = uploader(base_url, 1)?;
     let started = Instant::now();
     let results: Vec<_> = futures::stream::iter(files)
         .map(|file| {
             let uploader = uploader.clone();
-            async move { uploader.upload_on(UploadRequest::new(file, PURPOSE), path.into()).await }
+            async move {
+                uploader
+                    .upload_on(UploadRequest::new(file, PURPOSE), path.into())
+                    .await
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     let elapsed_secs = started.elapsed().as_secs_f64();
     let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-    let first_error = results.iter().find_map(|r| r.as_ref().err().map(|e| e.to_string()));
-    Ok(BatchReport { ok, failed: results.len() as u64 - ok, first_error, elapsed_secs })
+    let first_error = results
+        .iter()
+        .find_map(|r| r.as_ref().err().map(|e| e.to_string()));
+    Ok(BatchReport {
+        ok,
+        failed: results.len() as u64 - ok,
+        first_error,
+        elapsed_secs,
+    })
 }
 
 async fn open_loop(
@@ -400,7 +499,8 @@ async fn open_loop(
         let uploader = uploader.clone();
         let request = UploadRequest::new(file, PURPOSE).routing_key(format!("bench-{index}"));
         tasks.push(tokio::spawn(async move {
-            let result = tokio::time::timeout(deadline, uploader.upload_on(request, path.into())).await;
+            let result =
+                tokio::time::timeout(deadline, uploader.upload_on(request, path.into())).await;
             let latency_ms = arrival.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(Ok(_)) => (latency_ms, RequestEnd::Ok, None),
@@ -416,14 +516,20 @@ async fn open_loop(
         requests.push((latency_ms, end));
         first_error = first_error.or(error);
     }
-    Ok(OpenLoopReport { requests, first_error, elapsed_secs: started.elapsed().as_secs_f64() })
+    Ok(OpenLoopReport {
+        requests,
+        first_error,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The bytes of `file` through a loopback socket into a discarding reader: the most any HTTP upload
 /// on this machine could do, with the same 128 KiB reads the async path uses.
 async fn tcp_copy(file: &Path) -> anyhow::Result<TcpCopyReport> {
     const CHUNK: usize = 128 * 1024;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind")?;
     let addr = listener.local_addr().context("listener address")?;
     let receiver = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await?;
@@ -438,19 +544,35 @@ async fn tcp_copy(file: &Path) -> anyhow::Result<TcpCopyReport> {
         }
     });
     let started = Instant::now();
-    let mut source = tokio::fs::File::open(file).await.with_context(|| format!("cannot open {}", file.display()))?;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.context("cannot connect")?;
+    let mut source = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("cannot connect")?;
     let mut buffer = vec![0u8; CHUNK];
     loop {
-        let read = source.read(&mut buffer).await.with_context(|| format!("cannot read {}", file.display()))?;
+        let read = source
+            .read(&mut buffer)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
         if read == 0 {
             break;
         }
-        socket.write_all(&buffer[..read]).await.context("cannot send")?;
+        socket
+            .write_all(&buffer[..read])
+            .await
+            .context("cannot send")?;
     }
     socket.shutdown().await.context("cannot close the socket")?;
-    let bytes = receiver.await.context("the receiver panicked")?.context("the receiver failed")?;
-    Ok(TcpCopyReport { bytes, elapsed_secs: started.elapsed().as_secs_f64() })
+    let bytes = receiver
+        .await
+        .context("the receiver panicked")?
+        .context("the receiver failed")?;
+    Ok(TcpCopyReport {
+        bytes,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn generate(dir: &Path, prefix: &str, count: u64, bytes: u64) -> anyhow::Result<GenerateReport> {
@@ -461,16 +583,19 @@ fn generate(dir: &Path, prefix: &str, count: u64, bytes: u64) -> anyhow::Result<
     for index in 0..count {
         let path = dir.join(format!("{prefix}-{index:04}.txt"));
         let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         );
         let mut left = bytes;
         while left > 0 {
             let take = left.min(BLOCK as u64) as usize;
             rng.fill_bytes(&mut block[..take]);
-            out.write_all(&block[..take]).with_context(|| format!("cannot write {}", path.display()))?;
+            out.write_all(&block[..take])
+                .with_context(|| format!("cannot write {}", path.display()))?;
             left -= take as u64;
         }
-        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
         files.push(path);
     }
     Ok(GenerateReport { files })
@@ -500,7 +625,9 @@ fn rusage(command: &[String]) -> anyhow::Result<RusageReport> {
         .context("no stdout pipe")?
         .read_to_string(&mut stdout)
         .with_context(|| format!("cannot read the output of {program}"))?;
-    let status = child.wait().with_context(|| format!("cannot wait for {program}"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {program}"))?;
     let wall_secs = started.elapsed().as_secs_f64();
     let stderr = stderr_thread.join().unwrap_or_default();
     // This process has exactly one child, now reaped, so the children's maximum is that child's peak.
@@ -514,6 +641,11 @@ fn rusage(command: &[String]) -> anyhow::Result<RusageReport> {
         sys_secs: secs(usage.system_time()),
         wall_secs,
         stdout,
-        stderr_tail: stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_owned(),
+        stderr_tail: stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned(),
     })
 }

@@ -66,7 +66,9 @@ struct JsonReceipt<'a> {
 /// Run `upramp upload`.
 pub fn run(args: UploadArgs) -> CliResult {
     if args.concurrency == 0 {
-        return Err(CliError::usage(anyhow!("--concurrency must be at least 1, got 0")));
+        return Err(CliError::usage(anyhow!(
+            "--concurrency must be at least 1, got 0"
+        )));
     }
     let kind: ProviderKind = args
         .provider
@@ -99,8 +101,12 @@ fn init_logs() -> Result<(), CliError> {
         .unwrap_or_else(|| "warn".to_owned());
     let filter = upramp_telemetry::parse_log_filter(&directives).map_err(CliError::usage)?;
     let ansi = std::io::stderr().is_terminal();
-    let subscriber =
-        upramp_telemetry::build_subscriber(upramp_telemetry::LogFormat::Human, filter, std::io::stderr, ansi);
+    let subscriber = upramp_telemetry::build_subscriber(
+        upramp_telemetry::LogFormat::Human,
+        filter,
+        std::io::stderr,
+        ansi,
+    );
     // An already installed subscriber (an embedding process) is fine: logs go there.
     let _ = tracing::subscriber::set_global_default(subscriber);
     Ok(())
@@ -128,7 +134,11 @@ fn client_config(
 }
 
 fn load_flags(flags_file: Option<PathBuf>) -> Result<FlagStore, CliError> {
-    let file = flags_file.or_else(|| std::env::var_os(FLAGS_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+    let file = flags_file.or_else(|| {
+        std::env::var_os(FLAGS_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
     let mut sources = FlagSources::async_upload();
     if let Some(file) = file {
         sources = sources.with_file(file);
@@ -195,12 +205,12 @@ async fn upload_all(args: UploadArgs, client: ProviderClient, flags: FlagStore) 
                     human_line(&receipt)
                 };
                 let printed = match &progress {
-                    Some(bar) => {
-                        bar.suspend(|| writeln!(stdout.lock(), "{line}"))
-                    }
+                    Some(bar) => bar.suspend(|| writeln!(stdout.lock(), "{line}")),
                     None => writeln!(stdout.lock(), "{line}"),
                 };
-                printed.context("cannot write to stdout").map_err(CliError::work)?;
+                printed
+                    .context("cannot write to stdout")
+                    .map_err(CliError::work)?;
             }
             Err(err) => {
                 failed += 1;
@@ -221,7 +231,9 @@ async fn upload_all(args: UploadArgs, client: ProviderClient, flags: FlagStore) 
     if failed == 0 {
         Ok(())
     } else {
-        Err(CliError::work(anyhow!("{failed} of {total} file(s) failed to upload")))
+        Err(CliError::work(anyhow!(
+            "{failed} of {total} file(s) failed to upload"
+        )))
     }
 }
 
@@ -251,7 +263,9 @@ fn progress_bar(files: u64) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(files);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} uploading [{bar:30}] {pos}/{len} files {elapsed}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} uploading [{bar:30}] {pos}/{len} files {elapsed}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -61,7 +61,10 @@ fn write(dir: &Path, name: &str, contents: &[u8]) -> String {
     path.display().to_string()
 }
 
-const ALL_ASYNC: &[(&str, &str)] = &[("ASYNC_UPLOAD_ENABLED", "true"), ("ASYNC_UPLOAD_ROLLOUT", "100")];
+const ALL_ASYNC: &[(&str, &str)] = &[
+    ("ASYNC_UPLOAD_ENABLED", "true"),
+    ("ASYNC_UPLOAD_ROLLOUT", "100"),
+];
 
 #[test]
 fn json_receipts_carry_the_id_at_top_level_and_match_the_stored_files() {
@@ -69,10 +72,17 @@ fn json_receipts_carry_the_id_at_top_level_and_match_the_stored_files() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(dir.path(), "a.txt", b"alpha alpha alpha");
     let b = write(dir.path(), "b.json", br#"{"beta": [1, 2, 3]}"#);
-    let output = upload(&server, &[&a, &b, "--provider", "kimi", "--json", "--concurrency", "4"], ALL_ASYNC);
+    let output = upload(
+        &server,
+        &[&a, &b, "--provider", "kimi", "--json", "--concurrency", "4"],
+        ALL_ASYNC,
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let stored = server.stand_in.stored_files();
     for line in &lines {
@@ -99,8 +109,14 @@ fn human_receipts_name_file_id_path_and_attempts() {
     let stdout = text(&output.stdout);
     let id = &server.stand_in.stored_files()[0].id;
     assert_eq!(stdout.lines().count(), 1);
-    assert!(stdout.starts_with(&format!("{a}: id={id} bytes=8 sha256=")), "{stdout}");
-    assert!(stdout.contains(" path=sync attempts=1 duration="), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{a}: id={id} bytes=8 sha256=")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" path=sync attempts=1 duration="),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -113,7 +129,11 @@ fn the_flags_file_routes_and_a_broken_async_path_falls_back() {
         b"[async_upload]\nenabled = true\nrollout = 100\nmax_retries = 1\nfallback = true\n",
     );
     let a = write(dir.path(), "a.md", b"# hello\n");
-    let output = upload(&server, &[&a, "--provider", "kimi", "--json", "--flags-file", &flags], &[]);
+    let output = upload(
+        &server,
+        &[&a, "--provider", "kimi", "--json", "--flags-file", &flags],
+        &[],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let line: serde_json::Value = serde_json::from_str(text(&output.stdout).trim()).unwrap();
     assert_eq!(line["path"], "sync_fallback");
@@ -131,15 +151,32 @@ fn bad_files_each_get_one_line_and_the_good_ones_still_upload() {
     let missing = dir.path().join("missing.pdf").display().to_string();
     let directory = dir.path().display().to_string();
     let huge_path = dir.path().join("huge.pdf");
-    std::fs::File::create(&huge_path).unwrap().set_len(51 * 1024 * 1024).unwrap();
+    std::fs::File::create(&huge_path)
+        .unwrap()
+        .set_len(51 * 1024 * 1024)
+        .unwrap();
     let huge = huge_path.display().to_string();
     let output = upload(
         &server,
-        &[&good, &empty, &missing, &directory, &huge, "--provider", "glm", "--concurrency", "1"],
+        &[
+            &good,
+            &empty,
+            &missing,
+            &directory,
+            &huge,
+            "--provider",
+            "glm",
+            "--concurrency",
+            "1",
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(text(&output.stdout).lines().count(), 1, "the good file has its receipt");
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        1,
+        "the good file has its receipt"
+    );
     let stderr = text(&output.stderr).replace(&directory, "<dir>");
     let mut lines: Vec<&str> = stderr.lines().collect();
     lines.sort_unstable();
@@ -147,16 +184,40 @@ fn bad_files_each_get_one_line_and_the_good_ones_still_upload() {
     assert_eq!(server.stand_in.stored_files().len(), 1);
 }
 
+/// Extra arguments, extra environment, and the text the one-line error must contain.
+type UsageCase = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
 fn usage_and_configuration_errors_exit_2() {
     let server = server(Flavor::Kimi, "");
     let dir = tempfile::tempdir().unwrap();
     let a = write(dir.path(), "a.txt", b"a");
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [UsageCase; 4] = [
         (&["--provider", "gemini"], &[], "--provider \"gemini\""),
-        (&["--provider", "kimi", "--concurrency", "0"], &[], "--concurrency"),
-        (&["--provider", "kimi"], &[("ASYNC_UPLOAD_ROLLOUT", "150")], "ASYNC_UPLOAD_ROLLOUT"),
-        (&["--provider", "kimi", "--flags-file", "/nonexistent/flags.toml"], &[], "/nonexistent/flags.toml"),
+        (
+            &["--provider", "kimi", "--concurrency", "0"],
+            &[],
+            "--concurrency",
+        ),
+        (
+            &["--provider", "kimi"],
+            &[("ASYNC_UPLOAD_ROLLOUT", "150")],
+            "ASYNC_UPLOAD_ROLLOUT",
+        ),
+        (
+            &[
+                "--provider",
+                "kimi",
+                "--flags-file",
+                "/nonexistent/flags.toml",
+            ],
+            &[],
+            "/nonexistent/flags.toml",
+        ),
     ];
     for (args, envs, named) in cases {
         let mut all = vec![a.as_str()];
@@ -168,7 +229,14 @@ fn usage_and_configuration_errors_exit_2() {
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
     let missing_key = Command::new(env!("CARGO_BIN_EXE_upramp"))
-        .args(["upload", &a, "--provider", "kimi", "--key-env", "UPRAMP_NO_SUCH_KEY"])
+        .args([
+            "upload",
+            &a,
+            "--provider",
+            "kimi",
+            "--key-env",
+            "UPRAMP_NO_SUCH_KEY",
+        ])
         .env_remove("UPRAMP_NO_SUCH_KEY")
         .output()
         .unwrap();
@@ -182,7 +250,9 @@ fn usage_and_configuration_errors_exit_2() {
 fn the_key_never_appears_in_any_output() {
     let server = server(Flavor::Kimi, "500:0.5,401:0.2");
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<String> = (0..6).map(|i| write(dir.path(), &format!("f{i}.txt"), b"payload")).collect();
+    let files: Vec<String> = (0..6)
+        .map(|i| write(dir.path(), &format!("f{i}.txt"), b"payload"))
+        .collect();
     let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
     args.extend(["--provider", "kimi", "--json"]);
     let envs = [

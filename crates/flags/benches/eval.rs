@@ -40,7 +40,7 @@ fn bench_eval(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % keys.len();
                 eval(black_box(&keys[i]))
-            })
+            });
         });
     };
     run("siphash_50pct", &|k| evaluate(&siphash, k).bucket);

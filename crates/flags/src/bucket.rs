@@ -37,7 +37,7 @@ pub fn bucket(salt: &str, key: &str) -> u32 {
         return bucket;
     }
     for round in 1..=u8::MAX {
-        let mut rehash = hasher.clone();
+        let mut rehash = hasher;
         rehash.write(&[round]);
         if let Some(bucket) = map_to_bucket(rehash.finish()) {
             return bucket;

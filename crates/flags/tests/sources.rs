@@ -113,7 +113,7 @@ fn file_then_env_then_overrides() {
     assert!(!with_env.config.enabled);
     assert_eq!(with_env.config.rollout.thousandths(), 50_000);
     assert_eq!(with_env.config.max_retries, 0);
-    assert_eq!(with_env.config.fallback, false);
+    assert!(!with_env.config.fallback);
     assert_eq!(
         with_env.origins.enabled,
         Origin::Env("ASYNC_UPLOAD_ENABLED".into())

@@ -136,7 +136,7 @@ pub fn parse_exposition(text: &str) -> Result<Vec<MetricSample>, ExpositionError
         let mut rest = &line[name_end..];
         let mut labels = Vec::new();
         if let Some(after) = rest.strip_prefix('{') {
-            let (parsed, remaining) = parse_labels(after).map_err(|m| err(m))?;
+            let (parsed, remaining) = parse_labels(after).map_err(&err)?;
             labels = parsed;
             rest = remaining;
         }
@@ -362,7 +362,7 @@ fn path_sample(t: &PathTotals) -> PathSample {
 /// ```
 pub fn quantile_from_buckets(buckets: &[(f64, f64)], q: f64) -> Option<Duration> {
     let total = buckets.last()?.1;
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return None;
     }
     let rank = q.clamp(0.0, 1.0) * total;

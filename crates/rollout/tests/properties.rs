@@ -8,7 +8,9 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use upramp_flags::Percent;
-use upramp_rollout::{Controller, Decision, DecisionRecord, FnSource, GateInputs, PathSample, Phase, Plan, RecordingSink, SourceError};
+use upramp_rollout::{
+    Controller, Decision, DecisionRecord, FnSource, GateInputs, Outcome, PathSample, Phase, Plan, RecordingSink, SourceError,
+};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -95,7 +97,7 @@ fn run(steps: &[Step]) -> Vec<DecisionRecord> {
                 let st = &plan.stages[stage];
                 assert!(now.duration_since(since).unwrap() >= st.min_bake);
                 assert!(record.inputs.unwrap().async_.samples >= st.min_async_samples);
-                assert_eq!(before.consecutive_failures <= plan.failure_limit, true);
+                assert_eq!(record.outcome, Some(Outcome::Pass));
             } else {
                 assert!(matches!(before.phase, Phase::Pending), "{:?}", before.phase);
             }

@@ -30,7 +30,7 @@ fn exposition(async_ok: u64, async_err: u64, sync_ok: u64, fallbacks: u64, slow_
         s += &format!("upramp_upload_duration_seconds_bucket{{provider=\"kimi\",path=\"async\",le=\"{le}\"}} {a}\n");
         s += &format!("upramp_upload_duration_seconds_bucket{{provider=\"kimi\",path=\"sync\",le=\"{le}\"}} {sy}\n");
     }
-    s += &format!("upramp_upload_duration_seconds_sum{{provider=\"kimi\",path=\"async\"}} 1.5\n");
+    s += "upramp_upload_duration_seconds_sum{provider=\"kimi\",path=\"async\"} 1.5\n";
     s += &format!("upramp_upload_duration_seconds_count{{provider=\"kimi\",path=\"async\"}} {async_total}\n");
     s += "upramp_rollout_percent{flag=\"async_upload\"} 10\n";
     s

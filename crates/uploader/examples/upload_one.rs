@@ -51,7 +51,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let idle = high_water_mark_kib()?;
     let started = Instant::now();
-    let receipt = runtime.block_on(uploader.upload_on(UploadRequest::new(file, purpose), forced))?;
+    let receipt =
+        runtime.block_on(uploader.upload_on(UploadRequest::new(file, purpose), forced))?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = high_water_mark_kib()?;
     let report = serde_json::json!({

@@ -104,7 +104,11 @@ pub(crate) async fn find_arrived(
             _ => break,
         }
     }
-    candidates.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    candidates.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
     Ok(candidates.into_iter().find(|file| claimed.claim(&file.id)))
 }
 
@@ -142,7 +146,10 @@ mod tests {
         let w = wanted(1_000);
         assert!(w.matches(&file("f1", "a.pdf", 10, 1_000)));
         assert!(w.matches(&file("f1", "a.pdf", 10, 998)), "skew tolerated");
-        assert!(!w.matches(&file("f1", "a.pdf", 10, 997)), "older than the window");
+        assert!(
+            !w.matches(&file("f1", "a.pdf", 10, 997)),
+            "older than the window"
+        );
         assert!(!w.matches(&file("f1", "b.pdf", 10, 1_000)));
         assert!(!w.matches(&file("f1", "a.pdf", 11, 1_000)));
         let mut other_purpose = file("f1", "a.pdf", 10, 1_000);

@@ -223,9 +223,9 @@ impl UploadError {
             UploadError::Changed { .. } => Outcome::ClientError,
             UploadError::Provider { source, .. } => outcome_of(source),
             UploadError::Timeout { .. } => Outcome::Timeout,
-            UploadError::OutcomeUnknown { .. } | UploadError::Cancelled { .. } | UploadError::Internal { .. } => {
-                Outcome::TransportError
-            }
+            UploadError::OutcomeUnknown { .. }
+            | UploadError::Cancelled { .. }
+            | UploadError::Internal { .. } => Outcome::TransportError,
         }
     }
 

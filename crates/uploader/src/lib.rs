@@ -71,5 +71,6 @@ pub use retry::RetryPolicy;
 pub use routing::derived_routing_key;
 pub use timeouts::Timeouts;
 pub use uploader::{
-    BuildError, ForcedPath, UploadRequest, Uploader, UploaderBuilder, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_SIZE,
+    BuildError, ForcedPath, UploadRequest, Uploader, UploaderBuilder, CHUNK_SIZE_RANGE,
+    DEFAULT_CHUNK_SIZE,
 };

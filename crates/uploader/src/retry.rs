@@ -100,7 +100,9 @@ mod tests {
         let p = RetryPolicy::default();
         let draw = |seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            (0..5).map(|n| p.delay(n, None, &mut rng)).collect::<Vec<_>>()
+            (0..5)
+                .map(|n| p.delay(n, None, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(42), draw(42));
         assert_ne!(draw(42), draw(43));

@@ -270,7 +270,7 @@ impl HashingFileStream {
     }
 }
 
-/// The SHA-256 of a file read in chunks: used for tests and checks, never on an upload path.
+/// The SHA-256 of `bytes` as lower-case hex, for checking the stream in tests.
 #[cfg(test)]
 pub(crate) fn sha256_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -338,7 +338,10 @@ mod tests {
         );
         let first = stream.try_next().await.unwrap().unwrap();
         assert_eq!(first.len(), 4_096);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         io::Write::write_all(&mut file, b"more").unwrap();
         let mut delivered = first.len();
         let err = loop {
@@ -380,11 +383,20 @@ mod tests {
     async fn preflight_names_each_bad_input() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pdf");
-        assert!(matches!(preflight(&missing).await, Err(UploadError::NotFound { .. })));
-        assert!(matches!(preflight(dir.path()).await, Err(UploadError::Directory { .. })));
+        assert!(matches!(
+            preflight(&missing).await,
+            Err(UploadError::NotFound { .. })
+        ));
+        assert!(matches!(
+            preflight(dir.path()).await,
+            Err(UploadError::Directory { .. })
+        ));
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(preflight(&empty).await, Err(UploadError::Empty { .. })));
+        assert!(matches!(
+            preflight(&empty).await,
+            Err(UploadError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -398,6 +410,9 @@ mod tests {
         assert_eq!(&bytes[..], b"hello");
         assert_eq!(sha, sha256_of(b"hello"));
         std::fs::write(&path, b"hello, world").unwrap();
-        assert!(matches!(read_whole(&path, &fp), Err(ReadFailure::Changed(_))));
+        assert!(matches!(
+            read_whole(&path, &fp),
+            Err(ReadFailure::Changed(_))
+        ));
     }
 }

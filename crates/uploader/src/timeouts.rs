@@ -68,8 +68,14 @@ mod tests {
             ..Timeouts::default()
         };
         assert_eq!(t.total_for(0, Duration::ZERO), Duration::from_secs(5));
-        assert_eq!(t.total_for(100_000_000, Duration::ZERO), Duration::from_secs(105));
-        assert_eq!(t.total_for(1_500, Duration::ZERO), Duration::from_millis(5_001));
+        assert_eq!(
+            t.total_for(100_000_000, Duration::ZERO),
+            Duration::from_secs(105)
+        );
+        assert_eq!(
+            t.total_for(1_500, Duration::ZERO),
+            Duration::from_millis(5_001)
+        );
     }
 
     #[test]
@@ -79,8 +85,14 @@ mod tests {
             min_throughput: 0,
             ..Timeouts::default()
         };
-        assert_eq!(t.total_for(10, Duration::from_secs(60)), Duration::from_secs(60));
-        assert_eq!(t.total_for(10, Duration::from_secs(1)), Duration::from_secs(5));
+        assert_eq!(
+            t.total_for(10, Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            t.total_for(10, Duration::from_secs(1)),
+            Duration::from_secs(5)
+        );
     }
 
     proptest! {

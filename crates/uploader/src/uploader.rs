@@ -12,12 +12,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use upramp_flags::{DecisionPath, FlagConfig, FlagStore};
 use upramp_providers::{
-    BlockingFileProvider, ClientPath, ErrorKind, FileObject, FileProvider, ProviderError, RequestOptions,
-    UploadBody, UploadMeta,
+    BlockingFileProvider, ClientPath, ErrorKind, FileObject, FileProvider, ProviderError,
+    RequestOptions, UploadBody, UploadMeta,
 };
 use upramp_telemetry::{
-    record_flag_evaluation, Clock, EventKind, NoopObserver, Outcome, SystemClock, UploadEvent, UploadObserver,
-    UploadPath,
+    record_flag_evaluation, Clock, EventKind, NoopObserver, Outcome, SystemClock, UploadEvent,
+    UploadObserver, UploadPath,
 };
 
 use crate::dedupe::{find_arrived, ClaimedIds, Wanted};
@@ -224,7 +224,9 @@ impl UploaderBuilder {
             return Err(BuildError::ChunkSize(self.chunk_size));
         }
         if self.concurrency == 0 {
-            return Err(BuildError::ZeroConcurrency { what: "concurrency" });
+            return Err(BuildError::ZeroConcurrency {
+                what: "concurrency",
+            });
         }
         if self.sync_concurrency == 0 {
             return Err(BuildError::ZeroConcurrency {
@@ -352,7 +354,9 @@ impl Failure {
         match self {
             Failure::Provider(err) | Failure::Unresolved(err) => err.is_retryable(),
             Failure::Timeout(..) => true,
-            Failure::Changed(_) | Failure::Io(_) | Failure::Cancelled | Failure::Internal(_) => false,
+            Failure::Changed(_) | Failure::Io(_) | Failure::Cancelled | Failure::Internal(_) => {
+                false
+            }
         }
     }
 
@@ -380,7 +384,10 @@ impl Failure {
 impl Uploader {
     /// Start building an uploader over a provider's async client (streaming path) and blocking
     /// client (legacy path). Both must be the same provider.
-    pub fn builder(provider: Arc<dyn FileProvider>, blocking: Arc<dyn BlockingFileProvider>) -> UploaderBuilder {
+    pub fn builder(
+        provider: Arc<dyn FileProvider>,
+        blocking: Arc<dyn BlockingFileProvider>,
+    ) -> UploaderBuilder {
         UploaderBuilder {
             provider,
             blocking,
@@ -429,7 +436,11 @@ impl Uploader {
     /// Everything else still follows the flag: `max_retries`, the timeout floor, and whether an
     /// async failure falls back to the sync path (set `fallback = false` in the flag to measure
     /// the async path alone). No flag evaluation is recorded.
-    pub async fn upload_on(&self, request: UploadRequest, path: ForcedPath) -> Result<Receipt, UploadError> {
+    pub async fn upload_on(
+        &self,
+        request: UploadRequest,
+        path: ForcedPath,
+    ) -> Result<Receipt, UploadError> {
         self.run(request, Some(path)).await
     }
 
@@ -450,7 +461,11 @@ impl Uploader {
             .buffer_unordered(limit)
     }
 
-    async fn run(&self, request: UploadRequest, forced: Option<ForcedPath>) -> Result<Receipt, UploadError> {
+    async fn run(
+        &self,
+        request: UploadRequest,
+        forced: Option<ForcedPath>,
+    ) -> Result<Receipt, UploadError> {
         let started = Instant::now();
         let fingerprint = preflight(&request.path).await?;
         let filename = match &request.filename {
@@ -472,7 +487,15 @@ impl Uploader {
             started,
         };
         if let Err(err) = self.inner.provider.check_upload(&job.meta) {
-            self.emit(EventKind::Request, start_path, Outcome::RejectedBeforeSend, Duration::ZERO, 0, 0, None);
+            self.emit(
+                EventKind::Request,
+                start_path,
+                Outcome::RejectedBeforeSend,
+                Duration::ZERO,
+                0,
+                0,
+                None,
+            );
             return Err(if err.kind == ErrorKind::TooLarge {
                 UploadError::TooLarge {
                     path: job.path,
@@ -491,15 +514,31 @@ impl Uploader {
         let max_attempts = job.flag.max_retries.saturating_add(1);
         let (leg_path, result, fallback_reason) = if start_path == UploadPath::Async {
             let leg_start = Instant::now();
-            let async_result = self.leg(&job, &mut progression, UploadPath::Async, max_attempts).await;
+            let async_result = self
+                .leg(&job, &mut progression, UploadPath::Async, max_attempts)
+                .await;
             match async_result {
                 Ok(landed) => {
-                    self.request_event(UploadPath::Async, Outcome::Success, leg_start, job.meta.length, &progression, None);
+                    self.request_event(
+                        UploadPath::Async,
+                        Outcome::Success,
+                        leg_start,
+                        job.meta.length,
+                        &progression,
+                        None,
+                    );
                     (UploadPath::Async, Ok(landed), None)
                 }
                 Err(failure) if job.flag.fallback && failure.allows_fallback() => {
                     let reason = failure.outcome();
-                    self.request_event(UploadPath::Async, reason, leg_start, 0, &progression, Some(reason));
+                    self.request_event(
+                        UploadPath::Async,
+                        reason,
+                        leg_start,
+                        0,
+                        &progression,
+                        Some(reason),
+                    );
                     tracing::warn!(
                         file = %job.path.display(),
                         provider = self.inner.provider_label,
@@ -507,23 +546,52 @@ impl Uploader {
                         "async upload failed; falling back to the sync path once"
                     );
                     let fallback_start = Instant::now();
-                    let result = self.leg(&job, &mut progression, UploadPath::SyncFallback, 1).await;
-                    let outcome = result.as_ref().map_or_else(Failure::outcome, |_| Outcome::Success);
+                    let result = self
+                        .leg(&job, &mut progression, UploadPath::SyncFallback, 1)
+                        .await;
+                    let outcome = result
+                        .as_ref()
+                        .map_or_else(Failure::outcome, |_| Outcome::Success);
                     let bytes = if result.is_ok() { job.meta.length } else { 0 };
-                    self.request_event(UploadPath::SyncFallback, outcome, fallback_start, bytes, &progression, None);
+                    self.request_event(
+                        UploadPath::SyncFallback,
+                        outcome,
+                        fallback_start,
+                        bytes,
+                        &progression,
+                        None,
+                    );
                     (UploadPath::SyncFallback, result, Some(reason))
                 }
                 Err(failure) => {
-                    self.request_event(UploadPath::Async, failure.outcome(), leg_start, 0, &progression, None);
+                    self.request_event(
+                        UploadPath::Async,
+                        failure.outcome(),
+                        leg_start,
+                        0,
+                        &progression,
+                        None,
+                    );
                     (UploadPath::Async, Err(failure), None)
                 }
             }
         } else {
             let leg_start = Instant::now();
-            let result = self.leg(&job, &mut progression, UploadPath::Sync, max_attempts).await;
-            let outcome = result.as_ref().map_or_else(Failure::outcome, |_| Outcome::Success);
+            let result = self
+                .leg(&job, &mut progression, UploadPath::Sync, max_attempts)
+                .await;
+            let outcome = result
+                .as_ref()
+                .map_or_else(Failure::outcome, |_| Outcome::Success);
             let bytes = if result.is_ok() { job.meta.length } else { 0 };
-            self.request_event(UploadPath::Sync, outcome, leg_start, bytes, &progression, None);
+            self.request_event(
+                UploadPath::Sync,
+                outcome,
+                leg_start,
+                bytes,
+                &progression,
+                None,
+            );
             (UploadPath::Sync, result, None)
         };
 
@@ -541,7 +609,13 @@ impl Uploader {
                 routing,
                 adopted: landed.adopted,
             }),
-            Err(failure) => Err(self.error_for(job, failure, leg_path, progression.attempts, fallback_reason)),
+            Err(failure) => Err(self.error_for(
+                job,
+                failure,
+                leg_path,
+                progression.attempts,
+                fallback_reason,
+            )),
         }
     }
 
@@ -604,13 +678,18 @@ impl Uploader {
         } else {
             None
         };
-        let _in_flight = InFlight::new(self.inner.observer.clone(), self.inner.provider_label, path);
+        let _in_flight =
+            InFlight::new(self.inner.observer.clone(), self.inner.provider_label, path);
 
         let mut last_failure = None;
         for try_index in 0..max_attempts {
             if try_index > 0 {
                 let delay = {
-                    let mut rng = self.inner.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut rng = self
+                        .inner
+                        .rng
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     let hint = last_failure.as_ref().and_then(Failure::retry_after);
                     self.inner.retry.delay(try_index - 1, hint, &mut *rng)
                 };
@@ -648,7 +727,11 @@ impl Uploader {
     }
 
     /// If an earlier attempt's outcome is unknown, look for its file at the provider.
-    async fn resolve_unknown(&self, job: &Job, progression: &mut Progression) -> Result<Option<Landed>, Failure> {
+    async fn resolve_unknown(
+        &self,
+        job: &Job,
+        progression: &mut Progression,
+    ) -> Result<Option<Landed>, Failure> {
         let Some(since) = progression.unresolved_since else {
             return Ok(None);
         };
@@ -687,15 +770,25 @@ impl Uploader {
     }
 
     /// One HTTP attempt on `path`, with its `Attempt` event.
-    async fn attempt(&self, job: &Job, progression: &mut Progression, path: UploadPath) -> Result<Landed, Failure> {
+    async fn attempt(
+        &self,
+        job: &Job,
+        progression: &mut Progression,
+        path: UploadPath,
+    ) -> Result<Landed, Failure> {
         progression.attempts += 1;
         let attempt_no = progression.attempts;
         let begun_wall = self.inner.provider_clock.now();
         let begun = Instant::now();
-        let total = self.inner.timeouts.total_for(job.meta.length, job.flag.timeout);
+        let total = self
+            .inner
+            .timeouts
+            .total_for(job.meta.length, job.flag.timeout);
         let sent = match path {
             UploadPath::Async => self.attempt_async(job, total).await,
-            UploadPath::Sync | UploadPath::SyncFallback => self.attempt_sync(job, total, path).await,
+            UploadPath::Sync | UploadPath::SyncFallback => {
+                self.attempt_sync(job, total, path).await
+            }
         };
         let sent_all = sent.sent_all;
         // A complete read's checksum must agree with every earlier one, whatever the answer was:
@@ -716,9 +809,19 @@ impl Uploader {
                 )))
             }),
         };
-        let outcome = result.as_ref().map_or_else(Failure::outcome, |_| Outcome::Success);
+        let outcome = result
+            .as_ref()
+            .map_or_else(Failure::outcome, |_| Outcome::Success);
         let bytes = if sent_all { job.meta.length } else { 0 };
-        self.emit(EventKind::Attempt, path, outcome, begun.elapsed(), bytes, attempt_no, None);
+        self.emit(
+            EventKind::Attempt,
+            path,
+            outcome,
+            begun.elapsed(),
+            bytes,
+            attempt_no,
+            None,
+        );
         match result {
             Ok((file, sha256)) => {
                 self.inner.claimed.claim(&file.id);
@@ -740,7 +843,13 @@ impl Uploader {
     /// The streaming attempt.
     async fn attempt_async(&self, job: &Job, total: Duration) -> Sent {
         let progress = Progress::new();
-        let stream = match HashingFileStream::open(&job.path, job.fingerprint, self.inner.chunk_size, progress.clone()).await
+        let stream = match HashingFileStream::open(
+            &job.path,
+            job.fingerprint,
+            self.inner.chunk_size,
+            progress.clone(),
+        )
+        .await
         {
             Ok(stream) => stream,
             Err(failure) => return Sent::read_failure(failure),
@@ -754,7 +863,10 @@ impl Uploader {
             timeout: Some(total.saturating_add(Duration::from_secs(1))),
             path: Some(ClientPath::Async),
         };
-        let upload = self.inner.provider.upload_with(job.meta.clone(), body, &options);
+        let upload = self
+            .inner
+            .provider
+            .upload_with(job.meta.clone(), body, &options);
         let watchdog = watch_progress(&progress, self.inner.timeouts);
         let result = tokio::select! {
             biased;
@@ -972,9 +1084,17 @@ async fn watch_progress(progress: &Progress, timeouts: Timeouts) -> (TimeoutKind
     let start = Instant::now();
     loop {
         let (deadline, kind, limit) = if progress.pulled() == 0 {
-            (start + timeouts.connect, TimeoutKind::Connect, timeouts.connect)
+            (
+                start + timeouts.connect,
+                TimeoutKind::Connect,
+                timeouts.connect,
+            )
         } else {
-            (progress.last_pull() + timeouts.stall, TimeoutKind::Stall, timeouts.stall)
+            (
+                progress.last_pull() + timeouts.stall,
+                TimeoutKind::Stall,
+                timeouts.stall,
+            )
         };
         if Instant::now() >= deadline {
             return (kind, limit);

@@ -202,50 +202,20 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> Result<Report, V
         .await
         .map_err(|e| ValidateError::Setup(format!("corpus generation: {e}")))??;
     let corpus = Arc::new(corpus);
-
-    let parts: Vec<Part> = Part::ALL
-        .into_iter()
-        .filter(|p| options.only.is_none_or(|only| only == *p))
-        .collect();
-    let mut stages = Vec::new();
-    let mut scenarios = Vec::new();
-    let mut timeline = Vec::new();
-    let (mut requests, mut bytes, mut hours) = (0u64, 0u64, 0.0f64);
-    for (i, part) in parts.iter().enumerate() {
-        progress.on(&ProgressEvent::Started {
-            part: *part,
-            index: i + 1,
-            of: parts.len(),
-        });
-        let (outcome, passed, summary) = if *part == Part::Stages {
-            let (reports, outcome) =
-                stages::run(&profile, corpus.clone(), seed, progress).await?;
-            let passed = reports.iter().all(|s| s.passed);
-            let summary = format!(
-                "{} stages, last decision {}",
-                reports.len(),
-                reports.last().map_or("none", |s| s.decision.as_str())
-            );
-            stages = reports;
-            (outcome, passed, summary)
-        } else {
-            let (report, outcome) =
-                scenarios::run(*part, &profile, corpus.clone(), seed, progress).await?;
-            let passed = report.passed;
-            let summary = report.observed.clone();
-            scenarios.push(report);
-            (outcome, passed, summary)
-        };
-        requests += outcome.requests;
-        bytes += outcome.bytes;
-        hours += outcome.hours;
-        timeline.push(outcome.panel);
-        progress.on(&ProgressEvent::Finished {
-            part: *part,
-            passed,
-            summary: &summary,
-        });
-    }
+    // The stand-ins get their own runtime: a provider is its own process, and sharing the clients'
+    // worker threads would charge the server's work to the async client's latency alone (the sync
+    // client runs on its own blocking threads).
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stand-in")
+        .enable_all()
+        .build()
+        .map_err(|e| ValidateError::Setup(format!("stand-in runtime: {e}")))?;
+    let result = run_parts(options, &profile, corpus, servers.handle(), progress).await;
+    // Dropping a runtime inside an async context would panic; its tasks are finished anyway.
+    servers.shutdown_background();
+    let (stages, scenarios, timeline, totals) = result?;
+    let (requests, bytes, hours) = totals;
 
     let mut report = Report {
         run: RunSummary {
@@ -275,6 +245,68 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> Result<Report, V
     };
     report.run.passed = report.passed();
     Ok(report)
+}
+
+type PartsResult = (
+    Vec<crate::report::StageReport>,
+    Vec<crate::report::ScenarioReport>,
+    Vec<TimelinePanel>,
+    (u64, u64, f64),
+);
+
+async fn run_parts(
+    options: &Options,
+    profile: &profile::Profile,
+    corpus: Arc<world::Corpus>,
+    servers: &tokio::runtime::Handle,
+    progress: &dyn Progress,
+) -> Result<PartsResult, ValidateError> {
+    let seed = options.seed;
+    let parts: Vec<Part> = Part::ALL
+        .into_iter()
+        .filter(|p| options.only.is_none_or(|only| only == *p))
+        .collect();
+    let mut stages = Vec::new();
+    let mut scenarios = Vec::new();
+    let mut timeline = Vec::new();
+    let (mut requests, mut bytes, mut hours) = (0u64, 0u64, 0.0f64);
+    for (i, part) in parts.iter().enumerate() {
+        progress.on(&ProgressEvent::Started {
+            part: *part,
+            index: i + 1,
+            of: parts.len(),
+        });
+        let (outcome, passed, summary) = if *part == Part::Stages {
+            let (reports, outcome) =
+                stages::run(profile, corpus.clone(), seed, servers, progress).await?;
+            let passed = reports.iter().all(|s| s.passed);
+            let summary = format!(
+                "{} stages, last decision {}",
+                reports.len(),
+                reports.last().map_or("none", |s| s.decision.as_str())
+            );
+            stages = reports;
+            (outcome, passed, summary)
+        } else {
+            let (report, outcome) =
+                scenarios::run(*part, profile, corpus.clone(), seed, servers, progress).await?;
+            let passed = report.passed;
+            let summary = report.observed.clone();
+            scenarios.push(report);
+            (outcome, passed, summary)
+        };
+        requests += outcome.requests;
+        bytes += outcome.bytes;
+        hours += outcome.hours;
+        timeline.push(outcome.panel);
+        progress.on(&ProgressEvent::Finished {
+            part: *part,
+            passed,
+            summary: &summary,
+        });
+    }
+
+    Ok((stages, scenarios, timeline, (requests, bytes, hours)))
 }
 
 /// Per-path numbers over the legs whose time lies in `[from, to)` hours.

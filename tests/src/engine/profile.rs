@@ -48,7 +48,7 @@ impl Profile {
             tick: Duration::from_secs(6 * 3600),
             window: Duration::from_secs(5 * 86_400),
             window_slices: 120,
-            workers: 16,
+            workers: 4,
             returning_keys: if quick { 2_000 } else { 4_000 },
             returning_share: 0.2,
             margin: if quick { 1.1 } else { 1.25 },
@@ -86,7 +86,11 @@ impl Profile {
 
     /// Ticks a stage bakes at least.
     pub(crate) fn bake_ticks(&self, stage: &Stage) -> u64 {
-        stage.min_bake.as_secs().div_ceil(self.tick.as_secs().max(1)).max(1)
+        stage
+            .min_bake
+            .as_secs()
+            .div_ceil(self.tick.as_secs().max(1))
+            .max(1)
     }
 
     /// Async samples a stage's window must hold before it can pass: the larger of the stage's minimum
@@ -164,12 +168,21 @@ mod tests {
     fn traffic_reaches_each_stage_minimum_within_its_window() {
         for quick in [true, false] {
             let profile = Profile::new(quick);
-            for stage in profile.plan().stages.iter().filter(|s| s.percent.as_f64() > 0.0) {
+            for stage in profile
+                .plan()
+                .stages
+                .iter()
+                .filter(|s| s.percent.as_f64() > 0.0)
+            {
                 let ticks = profile.window_ticks().min(profile.bake_ticks(stage));
                 let expected_async =
                     profile.per_tick(stage) as f64 * ticks as f64 * stage.percent.as_f64() / 100.0;
                 let needed = Profile::async_samples_needed(stage) as f64;
-                assert!(expected_async >= needed * profile.margin * 0.999, "{}: {expected_async} < {needed}", stage.name);
+                assert!(
+                    expected_async >= needed * profile.margin * 0.999,
+                    "{}: {expected_async} < {needed}",
+                    stage.name
+                );
             }
         }
     }

@@ -29,11 +29,12 @@ pub(crate) async fn run(
     profile: &Profile,
     corpus: Arc<Corpus>,
     seed: u64,
+    servers: &tokio::runtime::Handle,
     progress: &dyn Progress,
 ) -> Result<(ScenarioReport, PartOutcome), ValidateError> {
     // Each scenario's world has its own seed, so scenarios do not replay each other's draws.
     let seed = seed ^ ((part as u64 + 1) << 32);
-    let mut world = World::start(profile, corpus, seed).await?;
+    let mut world = World::start(profile, corpus, seed, servers).await?;
     let plan = profile.plan();
     let mut controller = world.controller(plan.clone())?;
     world.tick(&mut controller)?;
@@ -222,7 +223,11 @@ async fn async_breaks(
     }
     let fault_end = world.hours();
     world.set_faults(&FaultPlan::none());
-    run.span(fault_start, fault_end, format!("503 on {:.0}% of async attempts", probability * 100.0));
+    run.span(
+        fault_start,
+        fault_end,
+        format!("503 on {:.0}% of async attempts", probability * 100.0),
+    );
 
     let fault_decisions = after(&world.decisions, fault_start);
     let before_fault: Vec<DecisionRecord> = world
@@ -233,7 +238,10 @@ async fn async_breaks(
         .collect();
     let audit = audit_rollbacks(&world.audit_path())?;
     let checks = vec![
-        named(checks::no_rollback(&before_fault), "no_rollback_while_healthy"),
+        named(
+            checks::no_rollback(&before_fault),
+            "no_rollback_while_healthy",
+        ),
         checks::rolled_back(&fault_decisions),
         checks::every_request_succeeded(&faulted, 1),
         checks::audit_names_failing_gate(&audit, &["success_rate", "error_rate", "fallback_rate"]),
@@ -242,9 +250,7 @@ async fn async_breaks(
         Some(at) => format!(
             "rolled back to 0% after {:.0} h of faults; {}",
             at - fault_start,
-            audit
-                .first()
-                .map_or_else(String::new, |a| a.reason.clone())
+            audit.first().map_or_else(String::new, |a| a.reason.clone())
         ),
         None => format!("no rollback ({})", last_reason(&fault_decisions)),
     };
@@ -298,7 +304,11 @@ async fn latency(
     }
     let fault_end = world.hours();
     world.set_faults(&FaultPlan::none());
-    run.span(fault_start, fault_end, format!("async responses delayed {} ms", delay.as_millis()));
+    run.span(
+        fault_start,
+        fault_end,
+        format!("async responses delayed {} ms", delay.as_millis()),
+    );
     let fault_decisions = after(&world.decisions, fault_start);
     let audit = audit_rollbacks(&world.audit_path())?;
     let checks = vec![
@@ -345,14 +355,21 @@ async fn outage(
     }
     world.set_faults(&FaultPlan::none());
     let recovered = world.hours();
-    run.span(fault_start, recovered, "both paths down (503 on every upload)".to_owned());
+    run.span(
+        fault_start,
+        recovered,
+        "both paths down (503 on every upload)".to_owned(),
+    );
     // After recovery the outage's failures stay in the gate window until it slides past them; the
     // controller must keep holding (not roll back) and then advance.
     let window_ticks = run.profile.window_ticks();
     let mut progressed = false;
     for _ in 0..(window_ticks + 12) {
         let (_, decision) = run.interval(world, controller, per_tick).await?;
-        if matches!(decision.kind, DecisionKind::Advance | DecisionKind::Complete | DecisionKind::Rollback) {
+        if matches!(
+            decision.kind,
+            DecisionKind::Advance | DecisionKind::Complete | DecisionKind::Rollback
+        ) {
             progressed = decision.kind != DecisionKind::Rollback;
             break;
         }
@@ -372,15 +389,17 @@ async fn outage(
     ];
     let observed = format!(
         "held during the outage ({}); {}",
-        during
-            .last()
-            .map_or_else(String::new, |d| d.reason.clone()),
+        during.last().map_or_else(String::new, |d| d.reason.clone()),
         if progressed {
             after_recovery
                 .iter()
                 .find(|d| d.kind != DecisionKind::Hold)
                 .map_or_else(String::new, |d| {
-                    format!("advanced to {}% {:.0} h after recovery", d.percent_after, d.at_hours - recovered)
+                    format!(
+                        "advanced to {}% {:.0} h after recovery",
+                        d.percent_after,
+                        d.at_hours - recovered
+                    )
                 })
         } else {
             format!("did not progress ({})", last_reason(&after_recovery))
@@ -507,7 +526,11 @@ async fn low_traffic(
     }
     world.set_faults(&FaultPlan::none());
     let low_end = world.hours();
-    run.span(low_start, low_end, format!("low traffic: {trickle} requests per tick"));
+    run.span(
+        low_start,
+        low_end,
+        format!("low traffic: {trickle} requests per tick"),
+    );
     let per_tick = run.per_tick(controller);
     for _ in 0..(window_ticks + 8) {
         let (_, decision) = run.interval(world, controller, per_tick).await?;
@@ -516,7 +539,11 @@ async fn low_traffic(
         }
     }
     let since = after(&world.decisions, low_start);
-    let low: Vec<DecisionRecord> = since.iter().filter(|d| d.at_hours <= low_end).cloned().collect();
+    let low: Vec<DecisionRecord> = since
+        .iter()
+        .filter(|d| d.at_hours <= low_end)
+        .cloned()
+        .collect();
     let checks = vec![
         checks::held_for_min_samples(&since, needed),
         checks::no_rollback(&since),

@@ -25,9 +25,10 @@ pub(crate) async fn run(
     profile: &Profile,
     corpus: Arc<Corpus>,
     seed: u64,
+    servers: &tokio::runtime::Handle,
     progress: &dyn Progress,
 ) -> Result<(Vec<StageReport>, PartOutcome), ValidateError> {
-    let mut world = World::start(profile, corpus, seed).await?;
+    let mut world = World::start(profile, corpus, seed, servers).await?;
     let plan = profile.plan();
     let mut controller = world.controller(plan.clone())?;
     let tick_hours = profile.tick.as_secs_f64() / 3600.0;

@@ -20,8 +20,8 @@ use upramp_rollout::{
     AggregatorSource, AuditLog, Controller, Decision, Plan, StateStore, StoreSink,
 };
 use upramp_telemetry::{
-    AggregatorConfig, Clock, EventKind, FanOut, GateAggregator, PrometheusObserver,
-    SimulatedClock, UploadEvent, UploadObserver, UploadPath,
+    AggregatorConfig, Clock, EventKind, FanOut, GateAggregator, PrometheusObserver, SimulatedClock,
+    UploadEvent, UploadObserver, UploadPath,
 };
 use upramp_uploader::{UploadRequest, Uploader};
 
@@ -220,14 +220,18 @@ pub(crate) struct World {
     pub(crate) state_dir: tempfile::TempDir,
     pub(crate) decisions: Vec<DecisionRecord>,
     seen_stored: BTreeSet<(Provider, String)>,
+    servers: tokio::runtime::Handle,
 }
 
 impl World {
-    /// Starts the stand-ins and builds the uploaders; the flag is enabled at 0%.
+    /// Starts the stand-ins on `servers` (their own runtime, as a provider is its own process: the
+    /// clients' runtime then carries only client work, and the two paths are timed fairly) and builds the
+    /// uploaders; the flag is enabled at 0%.
     pub(crate) async fn start(
         profile: &Profile,
         corpus: Arc<Corpus>,
         seed: u64,
+        servers: &tokio::runtime::Handle,
     ) -> Result<Self, ValidateError> {
         let start = epoch();
         let clock = Arc::new(SimulatedClock::starting_at(start));
@@ -256,14 +260,15 @@ impl World {
                 Provider::Kimi => (Flavor::Kimi, ProviderKind::Kimi),
                 Provider::Glm => (Flavor::Glm, ProviderKind::Glm),
             };
-            let stand_in = StandIn::start(
-                StandInConfig::new(flavor)
-                    .with_seed(seed.wrapping_add(i as u64))
-                    // Validation never deletes; the Kimi account cap would otherwise refuse uploads.
-                    .with_max_files(usize::MAX),
-            )
-            .await
-            .map_err(|e| ValidateError::Setup(format!("{provider} stand-in: {e}")))?;
+            let config = StandInConfig::new(flavor)
+                .with_seed(seed.wrapping_add(i as u64))
+                // Validation never deletes; the Kimi account cap would otherwise refuse uploads.
+                .with_max_files(usize::MAX);
+            let stand_in = servers
+                .spawn(StandIn::start(config))
+                .await
+                .map_err(|e| ValidateError::Setup(format!("{provider} stand-in task: {e}")))?
+                .map_err(|e| ValidateError::Setup(format!("{provider} stand-in: {e}")))?;
             let client = ProviderClient::with_base_url(
                 kind,
                 &stand_in.base_url(),
@@ -311,6 +316,7 @@ impl World {
             state_dir,
             decisions: Vec::new(),
             seen_stored: BTreeSet::new(),
+            servers: servers.clone(),
         })
     }
 
@@ -556,7 +562,8 @@ impl World {
     /// Stops the stand-ins.
     pub(crate) async fn shutdown(self) {
         for (_, stand_in) in self.stand_ins {
-            stand_in.shutdown().await;
+            // A stand-in that fails to stop leaves nothing to check; the runtime's end reclaims it.
+            let _ = self.servers.spawn(stand_in.shutdown()).await;
         }
     }
 }
@@ -632,9 +639,8 @@ pub(crate) fn audit_rollbacks(path: &Path) -> Result<Vec<AuditRollback>, Validat
 /// Where the controller stands, from its state.
 pub(crate) fn position(state: &upramp_rollout::ControllerState) -> ControllerPosition {
     let bake_started = match &state.phase {
-        upramp_rollout::Phase::Baking { since, .. } | upramp_rollout::Phase::Paused { since, .. } => {
-            upramp_rollout::format_timestamp(*since)
-        }
+        upramp_rollout::Phase::Baking { since, .. }
+        | upramp_rollout::Phase::Paused { since, .. } => upramp_rollout::format_timestamp(*since),
         _ => "-".to_owned(),
     };
     ControllerPosition {

@@ -25,8 +25,8 @@ struct BenchmarkId {
 
 /// The median in nanoseconds from the text of an `estimates.json`.
 pub fn parse_median_ns(estimates_json: &str) -> anyhow::Result<f64> {
-    let estimates: Estimates =
-        serde_json::from_str(estimates_json).context("estimates.json has no median.point_estimate")?;
+    let estimates: Estimates = serde_json::from_str(estimates_json)
+        .context("estimates.json has no median.point_estimate")?;
     let median = estimates.median.point_estimate;
     anyhow::ensure!(
         median.is_finite() && median >= 0.0,
@@ -37,13 +37,19 @@ pub fn parse_median_ns(estimates_json: &str) -> anyhow::Result<f64> {
 
 /// Every benchmark under `criterion_dir` whose `new/estimates.json` was written at or after `since`,
 /// sorted by name, so results of earlier runs are never reported as this run's.
-pub fn collect_medians(criterion_dir: &Path, since: SystemTime) -> anyhow::Result<Vec<CriterionMedian>> {
+pub fn collect_medians(
+    criterion_dir: &Path,
+    since: SystemTime,
+) -> anyhow::Result<Vec<CriterionMedian>> {
     let mut found = Vec::new();
     let mut pending = vec![criterion_dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
         for entry in entries {
-            let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+            let path = entry
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .path();
             if path.is_dir() {
                 if path.file_name().is_some_and(|name| name == "new") {
                     found.push(path);
@@ -82,7 +88,9 @@ fn benchmark_name(criterion_dir: &Path, new_dir: &Path) -> String {
         .and_then(|text| serde_json::from_str::<BenchmarkId>(&text).ok())
         .map(|id| id.full_id);
     from_file.unwrap_or_else(|| {
-        let bench_dir: PathBuf = new_dir.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        let bench_dir: PathBuf = new_dir
+            .parent()
+            .map_or_else(PathBuf::new, Path::to_path_buf);
         bench_dir
             .strip_prefix(criterion_dir)
             .unwrap_or(&bench_dir)

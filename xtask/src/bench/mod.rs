@@ -27,10 +27,12 @@ use anyhow::{bail, ensure, Context};
 
 use self::machine::Machine;
 use self::process::{child_report, measure, run_worker, StandInProcess};
-use self::proto::{BatchReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport};
+use self::proto::{
+    BatchReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
+};
 use self::results::{
-    BenchResults, FlagEvalResults, LargeUploadResults, LatencyResults, MemoryResults, MemoryRow, Mode,
-    PathLatency, Scenario, ThroughputResults, Transfer, ValidateResults,
+    BenchResults, FlagEvalResults, LargeUploadResults, LatencyResults, MemoryResults, MemoryRow,
+    Mode, PathLatency, Scenario, ThroughputResults, Transfer, ValidateResults,
 };
 
 /// Options of `cargo xtask bench`.
@@ -86,7 +88,13 @@ impl Plan {
                 latency_file_bytes: 16_384,
                 latency_added_ms: 10,
                 latency_timeout_ms: 500,
-                criterion_args: vec!["--warm-up-time", "0.1", "--measurement-time", "0.3", "--noplot"],
+                criterion_args: vec![
+                    "--warm-up-time",
+                    "0.1",
+                    "--measurement-time",
+                    "0.3",
+                    "--noplot",
+                ],
                 validate_args: vec!["validate", "--quick"],
             }
         } else {
@@ -128,17 +136,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let machine = Machine::detect();
-    let out_dir = process::workspace_root().join("target").join("upramp").join("bench");
+    let out_dir = process::workspace_root()
+        .join("target")
+        .join("upramp")
+        .join("bench");
     let work_dir = out_dir.join("work");
     if work_dir.exists() {
         std::fs::remove_dir_all(&work_dir)
             .with_context(|| format!("cannot clear {}", work_dir.display()))?;
     }
-    std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
 
-    eprintln!("bench: building the worker ({} profile)", plan.worker_profile);
+    eprintln!(
+        "bench: building the worker ({} profile)",
+        plan.worker_profile
+    );
     let worker = process::build_worker(&plan.worker_profile)?;
-    let ctx = Bench { worker, work_dir: work_dir.clone(), curl: process::curl_available() };
+    let ctx = Bench {
+        worker,
+        work_dir: work_dir.clone(),
+        curl: process::curl_available(),
+    };
     if !ctx.curl {
         eprintln!("bench: curl not found; its columns stay empty");
     }
@@ -193,7 +212,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         && results.latency.measured().is_some()
         && results.flag_eval.measured().is_some()
         && results.validate.measured().is_some();
-    Ok(if all_measured { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_measured {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn s(value: impl ToString) -> String {
@@ -205,7 +228,13 @@ fn path_arg(path: &Path) -> String {
 }
 
 /// Write `count` files of `bytes` each under `dir` (seeded, incompressible) through the worker.
-fn generate(ctx: &Bench, dir: &Path, prefix: &str, count: u64, bytes: u64) -> anyhow::Result<Vec<PathBuf>> {
+fn generate(
+    ctx: &Bench,
+    dir: &Path,
+    prefix: &str,
+    count: u64,
+    bytes: u64,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let args = vec![
         s("generate"),
@@ -228,7 +257,12 @@ fn generate(ctx: &Bench, dir: &Path, prefix: &str, count: u64, bytes: u64) -> an
 }
 
 /// Run one measured upload of `file` on `path` (`async` or `sync`) through a worker.
-fn measured_upload(ctx: &Bench, base_url: &str, path: &str, file: &Path) -> anyhow::Result<(proto::RusageReport, UploadReport)> {
+fn measured_upload(
+    ctx: &Bench,
+    base_url: &str,
+    path: &str,
+    file: &Path,
+) -> anyhow::Result<(proto::RusageReport, UploadReport)> {
     let args = vec![
         s("upload"),
         s("--base-url"),
@@ -240,7 +274,9 @@ fn measured_upload(ctx: &Bench, base_url: &str, path: &str, file: &Path) -> anyh
     ];
     let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &args)?;
     let report: UploadReport = child_report(&usage, "upload worker")?;
-    let size = std::fs::metadata(file).with_context(|| format!("cannot stat {}", file.display()))?.len();
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot stat {}", file.display()))?
+        .len();
     ensure!(
         report.bytes == size,
         "{path} upload of {} acknowledged {} bytes, expected {size}",
@@ -274,7 +310,12 @@ fn measured_curl(ctx: &Bench, base_url: &str, file: &Path) -> anyhow::Result<pro
         http_code: u16,
     }
     let out: CurlOut = child_report(&usage, "curl")?;
-    ensure!(out.http_code == 200, "curl upload of {} got HTTP {}", file.display(), out.http_code);
+    ensure!(
+        out.http_code == 200,
+        "curl upload of {} got HTTP {}",
+        file.display(),
+        out.http_code
+    );
     Ok(usage)
 }
 
@@ -307,7 +348,11 @@ fn memory(ctx: &Bench, plan: &Plan) -> anyhow::Result<MemoryResults> {
     }
     let expected = files.len() as u64 * if ctx.curl { 3 } else { 2 };
     check_stored(stand_in.stop()?, expected)?;
-    Ok(MemoryResults { idle_rss_kib: idle.max_rss_kib, curl_available: ctx.curl, rows })
+    Ok(MemoryResults {
+        idle_rss_kib: idle.max_rss_kib,
+        curl_available: ctx.curl,
+        rows,
+    })
 }
 
 fn check_stored(summary: ServeSummary, expected: u64) -> anyhow::Result<()> {
@@ -319,7 +364,13 @@ fn check_stored(summary: ServeSummary, expected: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn batch(ctx: &Bench, plan: &Plan, path: &str, concurrency: usize, files: &[PathBuf]) -> anyhow::Result<BatchReport> {
+fn batch(
+    ctx: &Bench,
+    plan: &Plan,
+    path: &str,
+    concurrency: usize,
+    files: &[PathBuf],
+) -> anyhow::Result<BatchReport> {
     let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, plan.throughput_latency_ms)?;
     let mut args = vec![
         s("batch"),
@@ -345,10 +396,19 @@ fn batch(ctx: &Bench, plan: &Plan, path: &str, concurrency: usize, files: &[Path
 
 fn throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<ThroughputResults> {
     let dir = ctx.work_dir.join("throughput");
-    let files = generate(ctx, &dir, "batch", plan.throughput_files, plan.throughput_file_bytes)?;
+    let files = generate(
+        ctx,
+        &dir,
+        "batch",
+        plan.throughput_files,
+        plan.throughput_file_bytes,
+    )?;
     let async_report = batch(ctx, plan, "async", plan.async_concurrency, &files)?;
     let sync_report = batch(ctx, plan, "sync", 1, &files)?;
-    ensure!(async_report.elapsed_secs > 0.0, "async batch reported no elapsed time");
+    ensure!(
+        async_report.elapsed_secs > 0.0,
+        "async batch reported no elapsed time"
+    );
     Ok(ThroughputResults {
         files: plan.throughput_files,
         file_bytes: plan.throughput_file_bytes,
@@ -390,17 +450,28 @@ fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> 
         let before = sink.cpu_secs()?;
         let (usage, _) = measured_upload(ctx, &base_url, "async", &file)?;
         uploads += 1;
-        best_async = fastest(best_async, to_transfer(&usage, Some(sink.cpu_secs()? - before)));
+        best_async = fastest(
+            best_async,
+            to_transfer(&usage, Some(sink.cpu_secs()? - before)),
+        );
         if ctx.curl {
             let before = sink.cpu_secs()?;
             let usage = measured_curl(ctx, &base_url, &file)?;
             uploads += 1;
-            best_curl = fastest(best_curl, to_transfer(&usage, Some(sink.cpu_secs()? - before)));
+            best_curl = fastest(
+                best_curl,
+                to_transfer(&usage, Some(sink.cpu_secs()? - before)),
+            );
         }
         let tcp_args = vec![s("tcp-copy"), s("--file"), path_arg(&file)];
         let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &tcp_args)?;
         let report: TcpCopyReport = child_report(&usage, "tcp-copy worker")?;
-        ensure!(report.bytes == plan.large_bytes, "tcp copy moved {} bytes, expected {}", report.bytes, plan.large_bytes);
+        ensure!(
+            report.bytes == plan.large_bytes,
+            "tcp copy moved {} bytes, expected {}",
+            report.bytes,
+            plan.large_bytes
+        );
         best_tcp = fastest(best_tcp, to_transfer(&usage, None));
     }
     let standin_peak_rss_kib = sink.peak_rss_kib();
@@ -410,7 +481,9 @@ fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> 
     };
     Ok(LargeUploadResults {
         file_bytes: plan.large_bytes,
-        async_vs_curl: best_curl.as_ref().map(|c| c.wall_secs / async_path.wall_secs),
+        async_vs_curl: best_curl
+            .as_ref()
+            .map(|c| c.wall_secs / async_path.wall_secs),
         async_vs_tcp: tcp_copy.wall_secs / async_path.wall_secs,
         async_path,
         curl: best_curl,
@@ -457,9 +530,17 @@ fn latency(ctx: &Bench, plan: &Plan) -> anyhow::Result<LatencyResults> {
 }
 
 /// Percentiles over every request, a timed-out one counting as the deadline (what its caller saw).
-fn summarize_open_loop(path: &str, report: &OpenLoopReport, timeout_ms: u64) -> anyhow::Result<PathLatency> {
+fn summarize_open_loop(
+    path: &str,
+    report: &OpenLoopReport,
+    timeout_ms: u64,
+) -> anyhow::Result<PathLatency> {
     let count = |end: RequestEnd| report.requests.iter().filter(|(_, e)| *e == end).count() as u64;
-    let (ok, timeouts, errors) = (count(RequestEnd::Ok), count(RequestEnd::Timeout), count(RequestEnd::Error));
+    let (ok, timeouts, errors) = (
+        count(RequestEnd::Ok),
+        count(RequestEnd::Timeout),
+        count(RequestEnd::Error),
+    );
     ensure!(
         ok > 0,
         "{path}: no request of {} succeeded (first error: {})",
@@ -469,7 +550,13 @@ fn summarize_open_loop(path: &str, report: &OpenLoopReport, timeout_ms: u64) -> 
     let mut latencies: Vec<f64> = report
         .requests
         .iter()
-        .map(|&(ms, end)| if end == RequestEnd::Timeout { timeout_ms as f64 } else { ms })
+        .map(|&(ms, end)| {
+            if end == RequestEnd::Timeout {
+                timeout_ms as f64
+            } else {
+                ms
+            }
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     let requests = latencies.len() as u64;
@@ -494,24 +581,33 @@ fn flag_eval(plan: &Plan) -> anyhow::Result<FlagEvalResults> {
         .current_dir(process::workspace_root())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if plan.mode == Mode::Quick {
-        command.args(["--profile", "dev"]);
+    // The bench's code is measured in the same profile as the workers' (release unless asked).
+    if plan.worker_profile != "release" {
+        command.args(["--profile", &plan.worker_profile]);
     }
     let status = command
         .arg("--")
         .args(&plan.criterion_args)
         .status()
         .context("cannot run `cargo bench -p upramp-flags`")?;
-    ensure!(status.success(), "`cargo bench -p upramp-flags --bench eval` failed with {status}");
+    ensure!(
+        status.success(),
+        "`cargo bench -p upramp-flags --bench eval` failed with {status}"
+    );
     let criterion_dir = process::target_dir()?.join("criterion");
     let benchmarks = criterion::collect_medians(&criterion_dir, since)?;
-    ensure!(!benchmarks.is_empty(), "the flags bench wrote no criterion estimates under {}", criterion_dir.display());
+    ensure!(
+        !benchmarks.is_empty(),
+        "the flags bench wrote no criterion estimates under {}",
+        criterion_dir.display()
+    );
     Ok(FlagEvalResults { benchmarks })
 }
 
 fn validate(plan: &Plan, out_dir: &Path) -> anyhow::Result<ValidateResults> {
     let log_path = out_dir.join("validate.log");
-    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let log_err = log.try_clone().context("cannot share the validate log")?;
     let command = format!("cargo xtask {}", plan.validate_args.join(" "));
     let started = Instant::now();
@@ -527,10 +623,20 @@ fn validate(plan: &Plan, out_dir: &Path) -> anyhow::Result<ValidateResults> {
     let wall_secs = started.elapsed().as_secs_f64();
     match status.code() {
         // 0: every check held; 1: it ran and a check failed. Either way the wall time is real.
-        Some(code @ (0 | 1)) => Ok(ValidateResults { command, wall_secs, exit_code: Some(code) }),
+        Some(code @ (0 | 1)) => Ok(ValidateResults {
+            command,
+            wall_secs,
+            exit_code: Some(code),
+        }),
         _ => {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             bail!("`{command}` did not run to completion ({status}): {last}")
         }
     }
@@ -554,7 +660,15 @@ mod tests {
             elapsed_secs: 2.5,
         };
         let summary = summarize_open_loop("sync", &report, 2_000).unwrap();
-        assert_eq!((summary.requests, summary.ok, summary.timeouts, summary.errors), (4, 2, 1, 1));
+        assert_eq!(
+            (
+                summary.requests,
+                summary.ok,
+                summary.timeouts,
+                summary.errors
+            ),
+            (4, 2, 1, 1)
+        );
         assert_eq!(summary.p50_ms, 60.0);
         assert_eq!(summary.p99_ms, 2_000.0);
         assert_eq!(summary.timeout_rate, 0.25);

@@ -24,7 +24,9 @@ pub fn cargo() -> OsString {
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// Cargo's target directory for this workspace (honours `CARGO_TARGET_DIR`).
@@ -34,7 +36,13 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
         target_directory: PathBuf,
     }
     let output = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()
@@ -42,22 +50,33 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
     if !output.status.success() {
         bail!("`cargo metadata` failed with {}", output.status);
     }
-    let metadata: Metadata =
-        serde_json::from_slice(&output.stdout).context("`cargo metadata` printed no target_directory")?;
+    let metadata: Metadata = serde_json::from_slice(&output.stdout)
+        .context("`cargo metadata` printed no target_directory")?;
     Ok(metadata.target_directory)
 }
 
 /// Build `xtask/examples/bench_worker.rs` with the given cargo profile and return its executable.
 pub fn build_worker(profile: &str) -> anyhow::Result<PathBuf> {
     let output = Command::new(cargo())
-        .args(["build", "-p", "xtask", "--example", "bench_worker", "--profile", profile])
+        .args([
+            "build",
+            "-p",
+            "xtask",
+            "--example",
+            "bench_worker",
+            "--profile",
+            profile,
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run `cargo build` for the bench worker")?;
     if !output.status.success() {
-        bail!("building the bench worker ({profile} profile) failed with {}", output.status);
+        bail!(
+            "building the bench worker ({profile} profile) failed with {}",
+            output.status
+        );
     }
     executable_from_messages(&String::from_utf8_lossy(&output.stdout), "bench_worker")
         .context("`cargo build` reported no bench_worker executable")
@@ -88,7 +107,11 @@ fn read_json_line<T: DeserializeOwned>(reader: &mut impl BufRead, what: &str) ->
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).with_context(|| format!("reading {what}"))? == 0 {
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {what}"))?
+            == 0
+        {
             bail!("{what}: the process ended without reporting");
         }
         if let Ok(value) = serde_json::from_str(line.trim()) {
@@ -108,7 +131,15 @@ pub struct StandInProcess {
 impl StandInProcess {
     /// Start a Kimi stand-in (`worker serve`) with the given added latency and wait until it listens.
     pub fn start(worker: &Path, key: &str, latency_ms: u64) -> anyhow::Result<Self> {
-        Self::spawn(worker, key, &["serve".to_owned(), "--latency-ms".to_owned(), latency_ms.to_string()])
+        Self::spawn(
+            worker,
+            key,
+            &[
+                "serve".to_owned(),
+                "--latency-ms".to_owned(),
+                latency_ms.to_string(),
+            ],
+        )
     }
 
     /// Start the contract-free streaming sink (`worker sink`) and wait until it listens.
@@ -138,7 +169,12 @@ impl StandInProcess {
                 return Err(err);
             }
         };
-        Ok(Self { child, stdin: Some(stdin), stdout, ready })
+        Ok(Self {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            ready,
+        })
     }
 
     /// The stand-in's base URL.
@@ -237,7 +273,11 @@ pub fn child_report<T: DeserializeOwned>(report: &RusageReport, what: &str) -> a
 }
 
 /// Run a worker subcommand directly (no measurement) and parse its one JSON report.
-pub fn run_worker<T: DeserializeOwned>(worker: &Path, key: &str, args: &[String]) -> anyhow::Result<T> {
+pub fn run_worker<T: DeserializeOwned>(
+    worker: &Path,
+    key: &str,
+    args: &[String],
+) -> anyhow::Result<T> {
     let output = Command::new(worker)
         .args(args)
         .env(KEY_ENV, key)
@@ -255,8 +295,8 @@ pub fn run_worker<T: DeserializeOwned>(worker: &Path, key: &str, args: &[String]
 /// Write `Authorization: Bearer KEY` to a header file for `curl -H @FILE`, so the key is not on
 /// curl's command line (visible to every user through `ps`).
 pub fn write_curl_header_file(path: &Path, key: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(file, "Authorization: Bearer {key}")
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -305,14 +345,21 @@ mod tests {
     fn json_lines_skip_noise_before_the_report() {
         let text = "starting\n{\"stored_files\":3,\"stored_bytes\":9}\n";
         let summary: ServeSummary = read_json_line(&mut text.as_bytes(), "summary").unwrap();
-        assert_eq!(summary, ServeSummary { stored_files: 3, stored_bytes: 9 });
+        assert_eq!(
+            summary,
+            ServeSummary {
+                stored_files: 3,
+                stored_bytes: 9
+            }
+        );
         let err = read_json_line::<ServeSummary>(&mut "noise\n".as_bytes(), "summary").unwrap_err();
         assert!(err.to_string().contains("summary"));
     }
 
     #[test]
     fn vmhwm_is_read_in_kib() {
-        let status = "Name:\tbench_worker\nVmPeak:\t  20000 kB\nVmHWM:\t    7168 kB\nVmRSS:\t    7000 kB\n";
+        let status =
+            "Name:\tbench_worker\nVmPeak:\t  20000 kB\nVmHWM:\t    7168 kB\nVmRSS:\t    7000 kB\n";
         assert_eq!(proto::parse_vmhwm_kib(status), Some(7168));
         assert_eq!(proto::parse_vmhwm_kib("Name:\tkthreadd\n"), None);
         assert_eq!(proto::parse_vmhwm_kib("VmHWM:\t  lots kB\n"), None);

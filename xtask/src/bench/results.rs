@@ -536,7 +536,9 @@ pub fn render_table(results: &BenchResults) -> String {
     );
     out.push('\n');
 
-    let mut rows = vec![row(&["scenario", "figure", "async", "sync", "curl", "tcp copy"])];
+    let mut rows = vec![row(&[
+        "scenario", "figure", "async", "sync", "curl", "tcp copy",
+    ])];
     let failed = |rows: &mut Vec<Vec<String>>, name: &str, error: &str| {
         rows.push(vec![name.to_owned(), format!("FAILED: {error}")]);
     };

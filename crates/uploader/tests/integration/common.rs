@@ -60,7 +60,12 @@ pub struct Rig {
 }
 
 /// Start a stand-in of `flavor` with `faults` and build an uploader over it, customised by `tune`.
-pub async fn rig(flavor: Flavor, faults: &str, flag: FlagConfig, tune: impl FnOnce(UploaderBuilder) -> UploaderBuilder) -> Rig {
+pub async fn rig(
+    flavor: Flavor,
+    faults: &str,
+    flag: FlagConfig,
+    tune: impl FnOnce(UploaderBuilder) -> UploaderBuilder,
+) -> Rig {
     let stand_in = StandIn::start(
         StandInConfig::new(flavor)
             .with_seed(7)
@@ -70,7 +75,9 @@ pub async fn rig(flavor: Flavor, faults: &str, flag: FlagConfig, tune: impl FnOn
     .await
     .unwrap();
     let kind = provider_kind(flavor);
-    let client = ProviderClient::with_base_url(kind, &stand_in.base_url(), ApiKey::new(stand_in.api_key())).unwrap();
+    let client =
+        ProviderClient::with_base_url(kind, &stand_in.base_url(), ApiKey::new(stand_in.api_key()))
+            .unwrap();
     let blocking = client.blocking();
     let recorder = Arc::new(RecordingObserver::new());
     let builder = Uploader::builder(Arc::new(client), Arc::new(blocking))
@@ -91,7 +98,11 @@ pub async fn rig(flavor: Flavor, faults: &str, flag: FlagConfig, tune: impl FnOn
 impl Rig {
     /// Events of `kind`, in order.
     pub fn events(&self, kind: EventKind) -> Vec<UploadEvent> {
-        self.recorder.events().into_iter().filter(|e| e.kind == kind).collect()
+        self.recorder
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .collect()
     }
 
     /// The in-flight gauge summed over every path.
@@ -107,7 +118,11 @@ impl Rig {
     pub fn assert_exactly_stored(&self, receipts: &[&Receipt]) {
         let stored = self.stand_in.stored_files();
         let ids: HashSet<&str> = receipts.iter().map(|r| r.id()).collect();
-        assert_eq!(ids.len(), receipts.len(), "two receipts share a stored file");
+        assert_eq!(
+            ids.len(),
+            receipts.len(),
+            "two receipts share a stored file"
+        );
         assert_eq!(
             stored.len(),
             receipts.len(),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use upramp_harness::Flavor;
-use upramp_telemetry::{EventKind, FanOut, RecordingObserver, UploadEvent, UploadObserver, UploadPath};
+use upramp_telemetry::{
+    EventKind, FanOut, RecordingObserver, UploadEvent, UploadObserver, UploadPath,
+};
 use upramp_uploader::{ForcedPath, UploadError, UploadRequest};
 
 use crate::common::{flag, rig};
@@ -22,18 +24,34 @@ async fn bad_inputs_each_give_a_clear_error() {
     std::fs::write(&empty, b"").unwrap();
     // Sparse: 60 MiB of size without 60 MiB of disk or reading.
     let huge = root.join("huge.pdf");
-    std::fs::File::create(&huge).unwrap().set_len(60 * 1024 * 1024).unwrap();
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(60 * 1024 * 1024)
+        .unwrap();
     let small = root.join("small.txt");
     std::fs::write(&small, b"fine").unwrap();
     let rig = rig(Flavor::Glm, "", flag(100, 3, true), |b| b).await;
 
     let cases: Vec<(UploadRequest, ErrorCheck)> = vec![
-        (UploadRequest::new(root.join("missing.pdf"), "file-extract"), |e| matches!(e, UploadError::NotFound { .. })),
-        (UploadRequest::new(root, "file-extract"), |e| matches!(e, UploadError::Directory { .. })),
-        (UploadRequest::new(&empty, "file-extract"), |e| matches!(e, UploadError::Empty { .. })),
-        (UploadRequest::new("/dev/null", "file-extract"), |e| matches!(e, UploadError::Unreadable { .. })),
-        (UploadRequest::new(&huge, "file-extract"), |e| matches!(e, UploadError::TooLarge { .. })),
-        (UploadRequest::new(&small, "no-such-purpose"), |e| matches!(e, UploadError::Rejected { .. })),
+        (
+            UploadRequest::new(root.join("missing.pdf"), "file-extract"),
+            |e| matches!(e, UploadError::NotFound { .. }),
+        ),
+        (UploadRequest::new(root, "file-extract"), |e| {
+            matches!(e, UploadError::Directory { .. })
+        }),
+        (UploadRequest::new(&empty, "file-extract"), |e| {
+            matches!(e, UploadError::Empty { .. })
+        }),
+        (UploadRequest::new("/dev/null", "file-extract"), |e| {
+            matches!(e, UploadError::Unreadable { .. })
+        }),
+        (UploadRequest::new(&huge, "file-extract"), |e| {
+            matches!(e, UploadError::TooLarge { .. })
+        }),
+        (UploadRequest::new(&small, "no-such-purpose"), |e| {
+            matches!(e, UploadError::Rejected { .. })
+        }),
     ];
     let mut lines = Vec::new();
     for (request, is_expected) in cases {
@@ -48,7 +66,11 @@ async fn bad_inputs_each_give_a_clear_error() {
     }
     insta::assert_snapshot!(lines.join("\n"));
     assert!(rig.stand_in.stored_files().is_empty());
-    assert_eq!(rig.stand_in.stats().requests_by_route.get("upload"), None, "nothing was sent");
+    assert_eq!(
+        rig.stand_in.stats().requests_by_route.get("upload"),
+        None,
+        "nothing was sent"
+    );
     assert_eq!(rig.in_flight(), 0);
 }
 
@@ -68,7 +90,10 @@ async fn a_file_changing_mid_stream_is_an_error_not_a_mixed_upload() {
     while recorder.in_flight(rig.provider, UploadPath::Async) == 0 {
         tokio::task::yield_now().await;
     }
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut file, b"late line\n").unwrap();
     let err = upload.await.unwrap().unwrap_err();
     assert!(matches!(err, UploadError::Changed { .. }), "{err}");
@@ -91,7 +116,10 @@ impl UploadObserver for RewriteAfterFirstAttempt {
             let modified = std::fs::metadata(&self.path).unwrap().modified().unwrap();
             let len = std::fs::metadata(&self.path).unwrap().len() as usize;
             std::fs::write(&self.path, vec![b'B'; len]).unwrap();
-            let file = std::fs::OpenOptions::new().write(true).open(&self.path).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .unwrap();
             file.set_modified(modified).unwrap();
         }
     }
@@ -109,13 +137,19 @@ async fn a_checksum_that_differs_between_attempts_is_an_error() {
         });
         let recorder = Arc::new(RecordingObserver::new());
         let observers = FanOut::new().with(recorder.clone()).with(rewriter);
-        let rig = rig(Flavor::Kimi, "500:1", flag(0, 2, false), |b| b.observer(Arc::new(observers))).await;
+        let rig = rig(Flavor::Kimi, "500:1", flag(0, 2, false), |b| {
+            b.observer(Arc::new(observers))
+        })
+        .await;
         let err = rig
             .uploader
             .upload_on(UploadRequest::new(&path, "file-extract"), forced)
             .await
             .unwrap_err();
-        assert!(matches!(err, UploadError::Changed { .. }), "{forced:?}: {err}");
+        assert!(
+            matches!(err, UploadError::Changed { .. }),
+            "{forced:?}: {err}"
+        );
         assert!(err.to_string().contains("checksum differs"), "{err}");
         assert_eq!(err.attempts(), 2);
         assert!(rig.stand_in.stored_files().is_empty());
@@ -129,16 +163,26 @@ fn dropping_an_async_upload_cancels_it_and_leaves_no_task() {
     // The stand-in runs on its own runtime, so the upload's runtime holds only what the upload
     // itself spawned.
     let server_runtime = tokio::runtime::Runtime::new().unwrap();
-    let rig = server_runtime.block_on(rig(Flavor::Kimi, "bandwidth:1mb", flag(100, 3, true), |b| b));
+    let rig = server_runtime.block_on(rig(
+        Flavor::Kimi,
+        "bandwidth:1mb",
+        flag(100, 3, true),
+        |b| b,
+    ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.bin");
     std::fs::write(&path, vec![7u8; 8 * 1024 * 1024]).unwrap();
 
-    let upload_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let upload_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let recorder = rig.recorder.clone();
     let provider = rig.provider;
     upload_runtime.block_on(async {
-        let upload = rig.uploader.upload(UploadRequest::new(&path, "file-extract"));
+        let upload = rig
+            .uploader
+            .upload(UploadRequest::new(&path, "file-extract"));
         tokio::pin!(upload);
         // Run the upload until its async leg is in flight and the body is moving, then drop it.
         let started = async {
@@ -152,7 +196,11 @@ fn dropping_an_async_upload_cancels_it_and_leaves_no_task() {
             () = started => {}
         }
     });
-    assert_eq!(rig.in_flight(), 0, "the gauge is back to zero once the future is gone");
+    assert_eq!(
+        rig.in_flight(),
+        0,
+        "the gauge is back to zero once the future is gone"
+    );
     upload_runtime.block_on(async {
         // Connection tasks the HTTP client spawned wind down once the request is dropped.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -160,10 +208,17 @@ fn dropping_an_async_upload_cancels_it_and_leaves_no_task() {
         while metrics.num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(metrics.num_alive_tasks(), 0, "a task outlived the cancelled upload");
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            0,
+            "a task outlived the cancelled upload"
+        );
     });
     assert!(rig.stand_in.stored_files().is_empty());
-    assert!(rig.events(EventKind::Request).is_empty(), "a cancelled request reports no outcome");
+    assert!(
+        rig.events(EventKind::Request).is_empty(),
+        "a cancelled request reports no outcome"
+    );
     drop(upload_runtime);
     server_runtime.block_on(rig.stand_in.shutdown());
 }
@@ -177,7 +232,10 @@ async fn dropping_a_sync_upload_releases_the_gauge() {
     let path = dir.path().join("slow.bin");
     std::fs::write(&path, vec![1u8; 4 * 1024 * 1024]).unwrap();
     // Boxed, so `drop` below really drops the future (a stack-pinned one lives to the scope's end).
-    let mut upload = Box::pin(rig.uploader.upload(UploadRequest::new(&path, "file-extract")));
+    let mut upload = Box::pin(
+        rig.uploader
+            .upload(UploadRequest::new(&path, "file-extract")),
+    );
     let recorder = rig.recorder.clone();
     tokio::select! {
         result = &mut upload => panic!("the upload should still be running: {result:?}"),

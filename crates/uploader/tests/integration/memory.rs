@@ -14,14 +14,28 @@ const FILE_SIZE: u64 = 100 * MIB;
 /// filter skipped it, build it now into the same target directory).
 fn upload_one() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
     let binary = profile_dir.join("examples").join("upload_one");
     if !binary.exists() {
         let target_dir = profile_dir.parent().unwrap();
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "upramp-uploader", "--example", "upload_one", "--target-dir"]);
+        build.args([
+            "build",
+            "-p",
+            "upramp-uploader",
+            "--example",
+            "upload_one",
+            "--target-dir",
+        ]);
         build.arg(target_dir);
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
             build.arg("--release");
         }
         let status = build.status().unwrap();
@@ -69,14 +83,21 @@ fn measure(base_url: &str, file: &std::path::Path, path: &str) -> Measured {
 /// path's peak is at least the file size (it holds the whole file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_memory_is_flat_and_sync_memory_holds_the_file() {
-    let stand_in = StandIn::start(StandInConfig::new(Flavor::Kimi)).await.unwrap();
+    let stand_in = StandIn::start(StandInConfig::new(Flavor::Kimi))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = corpus::generate(dir.path(), FileKind::Binary, FILE_SIZE, 42).unwrap();
     let base_url = stand_in.base_url();
 
     let (on_async, on_sync) = tokio::task::spawn_blocking({
         let file = file.clone();
-        move || (measure(&base_url, &file, "async"), measure(&base_url, &file, "sync"))
+        move || {
+            (
+                measure(&base_url, &file, "async"),
+                measure(&base_url, &file, "sync"),
+            )
+        }
     })
     .await
     .unwrap();

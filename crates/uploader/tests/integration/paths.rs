@@ -39,8 +39,16 @@ async fn every_kind_and_size_arrives_intact_on_both_paths_and_providers() {
             }
         }
         let ten = corpus::generate(dir.path(), kind, 10 * MB, 100 + i as u64).unwrap();
-        let flavor = if i % 2 == 0 { Flavor::Kimi } else { Flavor::Glm };
-        let forced = if i % 3 == 0 { ForcedPath::Sync } else { ForcedPath::Async };
+        let flavor = if i % 2 == 0 {
+            Flavor::Kimi
+        } else {
+            Flavor::Glm
+        };
+        let forced = if i % 3 == 0 {
+            ForcedPath::Sync
+        } else {
+            ForcedPath::Async
+        };
         cases.push((flavor, forced, ten));
     }
     let fifty = corpus::generate(dir.path(), FileKind::Csv, 50 * MB, 500).unwrap();
@@ -73,7 +81,9 @@ async fn every_kind_and_size_arrives_intact_on_both_paths_and_providers() {
     assert_eq!(kimi.in_flight() + glm.in_flight(), 0);
     for rig in [&kimi, &glm] {
         let requests = rig.events(EventKind::Request);
-        assert!(requests.iter().all(|e| e.outcome == Outcome::Success && e.fallback_reason.is_none()));
+        assert!(requests
+            .iter()
+            .all(|e| e.outcome == Outcome::Success && e.fallback_reason.is_none()));
         assert_eq!(requests.len(), rig.events(EventKind::Attempt).len());
     }
 }
@@ -81,11 +91,16 @@ async fn every_kind_and_size_arrives_intact_on_both_paths_and_providers() {
 async fn upload_batch(count: usize, rollout: u32) -> (Vec<Receipt>, crate::common::Rig) {
     let dir = tempfile::tempdir().unwrap();
     let files = crate::common::small_files(dir.path(), count, 4 * 1024);
-    let rig = rig(Flavor::Kimi, "", flag(rollout, 0, true), |b| b.concurrency(64).sync_concurrency(4)).await;
+    let rig = rig(Flavor::Kimi, "", flag(rollout, 0, true), |b| {
+        b.concurrency(64).sync_concurrency(4)
+    })
+    .await;
     let requests = files
         .iter()
         .enumerate()
-        .map(|(i, path)| UploadRequest::new(path, "file-extract").routing_key(format!("tenant-{i}")))
+        .map(|(i, path)| {
+            UploadRequest::new(path, "file-extract").routing_key(format!("tenant-{i}"))
+        })
         .collect();
     let mut seen = HashSet::new();
     let mut receipts = Vec::new();
@@ -113,16 +128,28 @@ async fn ten_concurrent_uploads_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_uploads_split_by_the_flag() {
     let (receipts, rig) = upload_batch(100, 50).await;
-    let on_async = receipts.iter().filter(|r| r.path == UploadPath::Async).count();
-    assert!((25..=75).contains(&on_async), "{on_async} of 100 took the async path");
+    let on_async = receipts
+        .iter()
+        .filter(|r| r.path == UploadPath::Async)
+        .count();
+    assert!(
+        (25..=75).contains(&on_async),
+        "{on_async} of 100 took the async path"
+    );
     for receipt in &receipts {
-        let expected = if receipt.path == UploadPath::Async { "in_rollout" } else { "out_of_rollout" };
+        let expected = if receipt.path == UploadPath::Async {
+            "in_rollout"
+        } else {
+            "out_of_rollout"
+        };
         assert_eq!(receipt.routing.reason, expected);
         assert!(!receipt.routing.key_derived);
     }
     let flags = rig.uploader.flags().clone();
     for receipt in &receipts {
-        let index: usize = receipt.source.file_stem().unwrap().to_str().unwrap()[6..].parse().unwrap();
+        let index: usize = receipt.source.file_stem().unwrap().to_str().unwrap()[6..]
+            .parse()
+            .unwrap();
         let decision = flags.evaluate(&format!("tenant-{index}"));
         assert_eq!(receipt.routing.decided, decision.path.as_str());
         assert_eq!(receipt.routing.bucket, Some(decision.bucket));
@@ -143,7 +170,11 @@ async fn a_request_without_a_key_routes_by_the_derived_key() {
     let path = dir.path().join("report.md");
     std::fs::write(&path, "# report\n").unwrap();
     let rig = rig(Flavor::Glm, "", flag(50, 0, true), |b| b).await;
-    let receipt = rig.uploader.upload(UploadRequest::new(&path, "file-extract")).await.unwrap();
+    let receipt = rig
+        .uploader
+        .upload(UploadRequest::new(&path, "file-extract"))
+        .await
+        .unwrap();
     let key = upramp_uploader::derived_routing_key(&path, 9);
     let decision = rig.uploader.flags().evaluate(&key);
     assert!(receipt.routing.key_derived);
