@@ -71,7 +71,7 @@ fn parse_percent(value: &str) -> Result<Percent, String> {
 pub fn run(cmd: FlagsCommand) -> CliResult {
     match cmd {
         FlagsCommand::Show(args) => show(&args),
-        FlagsCommand::Eval(args) => eval(args),
+        FlagsCommand::Eval(args) => eval(&args),
     }
 }
 
@@ -213,7 +213,7 @@ fn show_json(sources: &FlagSources, resolved: &ResolvedFlag) -> String {
     .to_string()
 }
 
-fn eval(args: EvalArgs) -> CliResult {
+fn eval(args: &EvalArgs) -> CliResult {
     let overrides = Overrides {
         // Evaluating "at P%" means the flag is on; otherwise the configured switch decides.
         enabled: args.rollout.map(|_| true),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use upramp_rollout::{
-    parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord, FileSink, FlagSink, FnSource,
-    GateInputs, Phase, Plan, RecordingSink, RolloutError, ScrapeSource, SourceError, StateError, StateStore,
-    SystemClock,
+    parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord, FileSink,
+    FlagSink, FnSource, GateInputs, Phase, Plan, RecordingSink, RolloutError, ScrapeSource,
+    SourceError, StateError, StateStore, SystemClock,
 };
 
 use crate::exit::{CliError, CliResult};
@@ -132,7 +132,10 @@ fn default_audit_path(state: &Path) -> PathBuf {
 }
 
 fn audit_path(state_path: &Path, state: &ControllerState) -> PathBuf {
-    state.audit_log.clone().unwrap_or_else(|| default_audit_path(state_path))
+    state
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| default_audit_path(state_path))
 }
 
 fn load(store: &StateStore) -> Result<ControllerState, CliError> {
@@ -144,9 +147,9 @@ fn load(store: &StateStore) -> Result<ControllerState, CliError> {
 
 fn rollout_error(e: RolloutError) -> CliError {
     match e {
-        RolloutError::InvalidTransition { .. } | RolloutError::MissingReason { .. } | RolloutError::Plan(_) => {
-            CliError::usage(e)
-        }
+        RolloutError::InvalidTransition { .. }
+        | RolloutError::MissingReason { .. }
+        | RolloutError::Plan(_) => CliError::usage(e),
         other => CliError::work(other),
     }
 }
@@ -180,7 +183,9 @@ fn status(args: &StatusArgs) -> CliResult {
     let state = load(&StateStore::new(&args.state))?;
     let status = state.status(SystemClock.now());
     if args.json {
-        let json = serde_json::to_string_pretty(&status).context("cannot encode the status").map_err(CliError::work)?;
+        let json = serde_json::to_string_pretty(&status)
+            .context("cannot encode the status")
+            .map_err(CliError::work)?;
         println!("{json}");
     } else {
         print!("{status}");
@@ -197,7 +202,9 @@ enum Op {
 }
 
 fn no_metrics(_now: std::time::SystemTime) -> Result<GateInputs, SourceError> {
-    Err(SourceError::Other("manual operations read no metrics".to_owned()))
+    Err(SourceError::Other(
+        "manual operations read no metrics".to_owned(),
+    ))
 }
 
 fn manual(args: &ManualArgs, op: Op) -> CliResult {
@@ -242,7 +249,9 @@ fn one_line(record: &DecisionRecord, state: &ControllerState) -> String {
 fn interrupt_channel() -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
         if let Ok(runtime) = runtime {
             if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
                 let _ = tx.send(());
@@ -263,7 +272,8 @@ fn run_loop(args: &RunArgs) -> CliResult {
             initial.phase.as_str()
         )));
     }
-    let mut source = ScrapeSource::new(args.scrape.clone(), args.window).map_err(CliError::usage)?;
+    let mut source =
+        ScrapeSource::new(args.scrape.clone(), args.window).map_err(CliError::usage)?;
     let mut sink = FileSink::new(&args.flags_file, args.flag.clone());
     let interrupted = interrupt_channel();
     let mut ticks = 0u64;
@@ -293,7 +303,9 @@ fn run_loop(args: &RunArgs) -> CliResult {
         }
         match interrupted.recv_timeout(args.interval) {
             Ok(()) => {
-                eprintln!("upramp: interrupted; the state is saved, `upramp rollout run` resumes it");
+                eprintln!(
+                    "upramp: interrupted; the state is saved, `upramp rollout run` resumes it"
+                );
                 return Ok(());
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

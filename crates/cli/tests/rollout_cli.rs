@@ -7,10 +7,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
-use upramp_rollout::{Controller, ControllerState, FnSource, GateInputs, Plan, RecordingSink, SourceError, StateStore};
+use upramp_rollout::{
+    Controller, ControllerState, FnSource, GateInputs, Plan, RecordingSink, SourceError, StateStore,
+};
 
 fn upramp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_upramp")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_upramp"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -44,7 +49,11 @@ fn init_then_status_json_and_text() {
     let before = std::fs::read(&state).unwrap();
     let out = upramp(&["rollout", "init", "--state", s(&state)]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read(&state).unwrap(), before);
 }
 
@@ -55,11 +64,18 @@ fn status_of_a_paused_rollout_is_stable() {
     let state = dir.path().join("state.json");
     let store = StateStore::new(&state);
     let source = FnSource(|_now| -> Result<GateInputs, SourceError> { Ok(GateInputs::default()) });
-    let mut c = Controller::new(Plan::default_three_week(), source, RecordingSink::default()).unwrap().with_store(store);
+    let mut c = Controller::new(Plan::default_three_week(), source, RecordingSink::default())
+        .unwrap()
+        .with_store(store);
     let t0 = UNIX_EPOCH + Duration::from_secs(1_714_521_600);
     c.tick(t0).unwrap();
-    c.advance(t0 + Duration::from_secs(3_600), "baseline looked fine").unwrap();
-    c.pause(t0 + Duration::from_secs(5 * 3_600), "waiting for the weekly report").unwrap();
+    c.advance(t0 + Duration::from_secs(3_600), "baseline looked fine")
+        .unwrap();
+    c.pause(
+        t0 + Duration::from_secs(5 * 3_600),
+        "waiting for the weekly report",
+    )
+    .unwrap();
     let out = upramp(&["rollout", "status", "--state", s(&state)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     insta::assert_snapshot!("status_paused_text", text(&out.stdout));
@@ -70,21 +86,72 @@ fn manual_operations_are_applied_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let flags = dir.path().join("flags.toml");
-    assert!(upramp(&["rollout", "init", "--state", s(&state)]).status.success());
+    assert!(upramp(&["rollout", "init", "--state", s(&state)])
+        .status
+        .success());
 
-    let out = upramp(&["rollout", "advance", "--state", s(&state), "--reason", "skip baseline", "--flags-file", s(&flags)]);
+    let out = upramp(&[
+        "rollout",
+        "advance",
+        "--state",
+        s(&state),
+        "--reason",
+        "skip baseline",
+        "--flags-file",
+        s(&flags),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("advance stage 2/5 `canary-1` 0% -> 1%: advanced by operator"), "{}", text(&out.stdout));
-    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 1"));
+    assert!(
+        text(&out.stdout).contains("advance stage 2/5 `canary-1` 0% -> 1%: advanced by operator"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(std::fs::read_to_string(&flags)
+        .unwrap()
+        .contains("rollout = 1"));
 
-    assert!(upramp(&["rollout", "pause", "--state", s(&state), "--reason", "hold on"]).status.success());
-    let out = upramp(&["rollout", "pause", "--state", s(&state), "--reason", "again"]);
+    assert!(upramp(&[
+        "rollout",
+        "pause",
+        "--state",
+        s(&state),
+        "--reason",
+        "hold on"
+    ])
+    .status
+    .success());
+    let out = upramp(&[
+        "rollout",
+        "pause",
+        "--state",
+        s(&state),
+        "--reason",
+        "again",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(text(&out.stderr).trim(), "upramp: error: cannot pause a rollout that is paused");
-    assert!(upramp(&["rollout", "resume", "--state", s(&state), "--reason", "ok"]).status.success());
-    let out = upramp(&["rollout", "rollback", "--state", s(&state), "--reason", "pager", "--flags-file", s(&flags)]);
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "upramp: error: cannot pause a rollout that is paused"
+    );
+    assert!(
+        upramp(&["rollout", "resume", "--state", s(&state), "--reason", "ok"])
+            .status
+            .success()
+    );
+    let out = upramp(&[
+        "rollout",
+        "rollback",
+        "--state",
+        s(&state),
+        "--reason",
+        "pager",
+        "--flags-file",
+        s(&flags),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 0"));
+    assert!(std::fs::read_to_string(&flags)
+        .unwrap()
+        .contains("rollout = 0"));
     let out = upramp(&["rollout", "status", "--state", s(&state), "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["state"], "rolled_back");
@@ -110,9 +177,32 @@ fn missing_or_corrupt_state_exits_2_with_one_line_and_leaves_the_file() {
     std::fs::write(&corrupt, "{\"plan\": 42").unwrap();
     for args in [
         vec!["rollout", "status", "--state", s(&corrupt)],
-        vec!["rollout", "advance", "--state", s(&corrupt), "--reason", "x"],
-        vec!["rollout", "rollback", "--state", s(&corrupt), "--reason", "x"],
-        vec!["rollout", "run", "--state", s(&corrupt), "--flags-file", "f.toml", "--scrape", "http://127.0.0.1:9/metrics"],
+        vec![
+            "rollout",
+            "advance",
+            "--state",
+            s(&corrupt),
+            "--reason",
+            "x",
+        ],
+        vec![
+            "rollout",
+            "rollback",
+            "--state",
+            s(&corrupt),
+            "--reason",
+            "x",
+        ],
+        vec![
+            "rollout",
+            "run",
+            "--state",
+            s(&corrupt),
+            "--flags-file",
+            "f.toml",
+            "--scrape",
+            "http://127.0.0.1:9/metrics",
+        ],
     ] {
         let out = upramp(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -152,7 +242,10 @@ fn metrics_server(body: String) -> String {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = stream.write_all(response.as_bytes());
         }
     });
@@ -165,23 +258,62 @@ fn run_ticks_against_scraped_metrics_and_writes_the_flags_file() {
     let state = dir.path().join("state.json");
     let flags = dir.path().join("flags.toml");
     let audit = dir.path().join("decisions.jsonl");
-    assert!(upramp(&["rollout", "init", "--state", s(&state), "--audit", s(&audit)]).status.success());
-    let url = metrics_server("upramp_uploads_total{provider=\"kimi\",path=\"sync\",outcome=\"success\"} 100\n".to_owned());
+    assert!(upramp(&[
+        "rollout",
+        "init",
+        "--state",
+        s(&state),
+        "--audit",
+        s(&audit)
+    ])
+    .status
+    .success());
+    let url = metrics_server(
+        "upramp_uploads_total{provider=\"kimi\",path=\"sync\",outcome=\"success\"} 100\n"
+            .to_owned(),
+    );
     let out = upramp(&[
-        "rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url, "--interval", "10ms",
-        "--max-ticks", "3",
+        "rollout",
+        "run",
+        "--state",
+        s(&state),
+        "--flags-file",
+        s(&flags),
+        "--scrape",
+        &url,
+        "--interval",
+        "10ms",
+        "--max-ticks",
+        "3",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines: Vec<_> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines[0].contains("advance stage 1/5 `baseline` 0% -> 0%: rollout started"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("advance stage 1/5 `baseline` 0% -> 0%: rollout started"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains("hold stage 1/5"), "{}", lines[1]);
-    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 0"));
+    assert!(std::fs::read_to_string(&flags)
+        .unwrap()
+        .contains("rollout = 0"));
     assert_eq!(upramp_rollout::AuditLog::read(&audit).unwrap().len(), 3);
     let resumed: ControllerState = StateStore::new(&state).load().unwrap();
     assert_eq!(resumed.stage_index(), 0);
 
     // Bad arguments are usage errors.
-    let out = upramp(&["rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url, "--interval", "soon"]);
+    let out = upramp(&[
+        "rollout",
+        "run",
+        "--state",
+        s(&state),
+        "--flags-file",
+        s(&flags),
+        "--scrape",
+        &url,
+        "--interval",
+        "soon",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }

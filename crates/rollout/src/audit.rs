@@ -89,7 +89,8 @@ impl AuditLog {
             };
             let mut line = serde_json::to_string(record).map_err(|e| write_err(e.to_string()))?;
             line.push('\n');
-            file.write_all(line.as_bytes()).map_err(|e| write_err(e.to_string()))?;
+            file.write_all(line.as_bytes())
+                .map_err(|e| write_err(e.to_string()))?;
             file.sync_data().map_err(|e| write_err(e.to_string()))?;
         }
         self.records.push(record.clone());
@@ -117,11 +118,13 @@ impl AuditLog {
             if line.trim().is_empty() {
                 continue;
             }
-            out.push(serde_json::from_str(&line).map_err(|e| AuditError::Corrupt {
-                path: path.to_owned(),
-                line: i + 1,
-                message: e.to_string(),
-            })?);
+            out.push(
+                serde_json::from_str(&line).map_err(|e| AuditError::Corrupt {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })?,
+            );
         }
         Ok(out)
     }

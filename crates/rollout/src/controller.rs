@@ -159,7 +159,9 @@ impl ControllerState {
     pub fn stage_index(&self) -> usize {
         match &self.phase {
             Phase::Pending => 0,
-            Phase::Baking { stage, .. } | Phase::Paused { stage, .. } | Phase::RolledBack { stage, .. } => *stage,
+            Phase::Baking { stage, .. }
+            | Phase::Paused { stage, .. }
+            | Phase::RolledBack { stage, .. } => *stage,
             Phase::Completed { .. } => self.plan.stages.len().saturating_sub(1),
         }
     }
@@ -174,11 +176,23 @@ impl ControllerState {
         self.plan.validate().map_err(|e| e.to_string())?;
         let index = self.stage_index();
         if index >= self.plan.stages.len() {
-            return Err(format!("stage {index} is outside the plan's {} stages", self.plan.stages.len()));
+            return Err(format!(
+                "stage {index} is outside the plan's {} stages",
+                self.plan.stages.len()
+            ));
         }
-        let highest = self.plan.stages.iter().map(|s| s.percent).max().unwrap_or(Percent::ZERO);
+        let highest = self
+            .plan
+            .stages
+            .iter()
+            .map(|s| s.percent)
+            .max()
+            .unwrap_or(Percent::ZERO);
         if self.percent > highest {
-            return Err(format!("percent {} exceeds the plan's highest {}", self.percent, highest));
+            return Err(format!(
+                "percent {} exceeds the plan's highest {}",
+                self.percent, highest
+            ));
         }
         Ok(())
     }
@@ -188,7 +202,9 @@ impl ControllerState {
         let stage = self.stage();
         let time_in_stage = match &self.phase {
             Phase::Baking { since, .. } => Some(now.duration_since(*since).unwrap_or_default()),
-            Phase::Paused { since, paused_at, .. } => Some(paused_at.duration_since(*since).unwrap_or_default()),
+            Phase::Paused {
+                since, paused_at, ..
+            } => Some(paused_at.duration_since(*since).unwrap_or_default()),
             _ => None,
         };
         Status {
@@ -203,7 +219,9 @@ impl ControllerState {
             consecutive_failures: self.consecutive_failures,
             failure_limit: self.plan.failure_limit,
             phase_reason: match &self.phase {
-                Phase::Paused { reason, .. } | Phase::RolledBack { reason, .. } => Some(reason.clone()),
+                Phase::Paused { reason, .. } | Phase::RolledBack { reason, .. } => {
+                    Some(reason.clone())
+                }
                 _ => None,
             },
             last_decision: self.last_decision.as_ref().map(|d| LastDecision {
@@ -272,9 +290,18 @@ impl fmt::Display for Status {
         )?;
         writeln!(f, "percent:   {}", self.percent)?;
         if let (Some(t), Some(min)) = (self.time_in_stage, self.min_bake) {
-            writeln!(f, "baked:     {} of {}", format_duration(t), format_duration(min))?;
+            writeln!(
+                f,
+                "baked:     {} of {}",
+                format_duration(t),
+                format_duration(min)
+            )?;
         }
-        writeln!(f, "failures:  {} of {} consecutive", self.consecutive_failures, self.failure_limit)?;
+        writeln!(
+            f,
+            "failures:  {} of {} consecutive",
+            self.consecutive_failures, self.failure_limit
+        )?;
         if let Some(reason) = &self.phase_reason {
             writeln!(f, "reason:    {reason}")?;
         }
@@ -338,7 +365,10 @@ pub struct DecisionRecord {
 impl DecisionRecord {
     /// The failing verdicts (async first, then control).
     pub fn failing_gates(&self) -> impl Iterator<Item = &GateVerdict> {
-        self.gates.iter().chain(&self.control).filter(|v| v.verdict == Verdict::Fail)
+        self.gates
+            .iter()
+            .chain(&self.control)
+            .filter(|v| v.verdict == Verdict::Fail)
     }
 }
 
@@ -487,7 +517,10 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
         match &before.phase {
             Phase::Pending => {
                 let stage = &before.plan.stages[0];
-                next.phase = Phase::Baking { stage: 0, since: now };
+                next.phase = Phase::Baking {
+                    stage: 0,
+                    since: now,
+                };
                 next.percent = stage.percent;
                 record.decision = Decision::Advance;
                 record.reason = format!(
@@ -499,7 +532,9 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
             }
             Phase::RolledBack { reason, .. } => {
                 record.decision = Decision::Hold;
-                record.reason = format!("rolled back ({reason}); start a new rollout with `upramp rollout init`");
+                record.reason = format!(
+                    "rolled back ({reason}); start a new rollout with `upramp rollout init`"
+                );
             }
             Phase::Completed { .. } => {
                 record.decision = Decision::Hold;
@@ -528,7 +563,8 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
                                 next.control_p99 = Some(p99);
                             }
                         }
-                        let (decision, reason) = self.judge(&before, &mut next, stage_index, since, now, &inputs, &eval);
+                        let (decision, reason) =
+                            self.judge(&before, &mut next, stage_index, since, now, &inputs, &eval);
                         record.decision = decision;
                         record.reason = reason;
                         record.inputs = Some(inputs);
@@ -571,7 +607,10 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
                     let why = if decisive {
                         format!("decisive breach: {failing}")
                     } else {
-                        format!("{} consecutive failed evaluations: {failing}", next.consecutive_failures)
+                        format!(
+                            "{} consecutive failed evaluations: {failing}",
+                            next.consecutive_failures
+                        )
                     };
                     next.phase = Phase::RolledBack {
                         stage: stage_index,
@@ -591,9 +630,16 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
                 }
             }
             Outcome::Inconclusive => {
-                let pending = list(eval.gates.iter().filter(|v| v.verdict == Verdict::Inconclusive));
+                let pending = list(
+                    eval.gates
+                        .iter()
+                        .filter(|v| v.verdict == Verdict::Inconclusive),
+                );
                 let prefix = if paused { "paused; " } else { "" };
-                (Decision::Hold, format!("{prefix}inconclusive, holding: {pending}"))
+                (
+                    Decision::Hold,
+                    format!("{prefix}inconclusive, holding: {pending}"),
+                )
             }
             Outcome::Pass => {
                 next.consecutive_failures = 0;
@@ -604,20 +650,32 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
                 if baked < stage.min_bake {
                     return (
                         Decision::Hold,
-                        format!("baking: {} of {}; gates pass", format_duration(baked), format_duration(stage.min_bake)),
+                        format!(
+                            "baking: {} of {}; gates pass",
+                            format_duration(baked),
+                            format_duration(stage.min_bake)
+                        ),
                     );
                 }
                 if inputs.async_.samples < stage.min_async_samples {
                     return (
                         Decision::Hold,
-                        format!("waiting for samples: {} of {} async", inputs.async_.samples, stage.min_async_samples),
+                        format!(
+                            "waiting for samples: {} of {} async",
+                            inputs.async_.samples, stage.min_async_samples
+                        ),
                     );
                 }
                 if stage_index + 1 >= plan.stages.len() {
                     next.phase = Phase::Completed { at: now };
                     return (
                         Decision::Complete,
-                        format!("stage `{}` passed after {}; rollout complete at {}", stage.name, format_duration(baked), stage.percent),
+                        format!(
+                            "stage `{}` passed after {}; rollout complete at {}",
+                            stage.name,
+                            format_duration(baked),
+                            stage.percent
+                        ),
                     );
                 }
                 let to = &plan.stages[stage_index + 1];
@@ -661,12 +719,19 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
     }
 
     /// Resume a paused rollout; the bake clock does not count the pause.
-    pub fn resume(&mut self, now: SystemTime, reason: &str) -> Result<DecisionRecord, RolloutError> {
+    pub fn resume(
+        &mut self,
+        now: SystemTime,
+        reason: &str,
+    ) -> Result<DecisionRecord, RolloutError> {
         let reason = require_reason("resume", reason)?;
         let before = self.state.clone();
         let mut next = before.clone();
         let Phase::Paused {
-            stage, since, paused_at, ..
+            stage,
+            since,
+            paused_at,
+            ..
         } = before.phase
         else {
             return Err(invalid("resume", &before.phase));
@@ -678,12 +743,19 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
         };
         let mut record = self.blank_record(now, Trigger::Manual, &before);
         record.decision = Decision::Resume;
-        record.reason = format!("resumed by operator after {}: {reason}", format_duration(paused_for));
+        record.reason = format!(
+            "resumed by operator after {}: {reason}",
+            format_duration(paused_for)
+        );
         self.commit(record, next)
     }
 
     /// Promote to the next stage now (or complete from the last one), whatever the gates say.
-    pub fn advance(&mut self, now: SystemTime, reason: &str) -> Result<DecisionRecord, RolloutError> {
+    pub fn advance(
+        &mut self,
+        now: SystemTime,
+        reason: &str,
+    ) -> Result<DecisionRecord, RolloutError> {
         let reason = require_reason("advance", reason)?;
         let before = self.state.clone();
         let mut next = before.clone();
@@ -706,13 +778,20 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
             };
             next.percent = to.percent;
             record.decision = Decision::Advance;
-            record.reason = format!("advanced by operator to `{}` at {}: {reason}", to.name, to.percent);
+            record.reason = format!(
+                "advanced by operator to `{}` at {}: {reason}",
+                to.name, to.percent
+            );
         }
         self.commit(record, next)
     }
 
     /// Roll back to 0% now. Allowed from any state but rolled back, including completed.
-    pub fn rollback(&mut self, now: SystemTime, reason: &str) -> Result<DecisionRecord, RolloutError> {
+    pub fn rollback(
+        &mut self,
+        now: SystemTime,
+        reason: &str,
+    ) -> Result<DecisionRecord, RolloutError> {
         let reason = require_reason("rollback", reason)?;
         let before = self.state.clone();
         let mut next = before.clone();
@@ -732,7 +811,12 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
         self.commit(record, next)
     }
 
-    fn blank_record(&self, now: SystemTime, trigger: Trigger, before: &ControllerState) -> DecisionRecord {
+    fn blank_record(
+        &self,
+        now: SystemTime,
+        trigger: Trigger,
+        before: &ControllerState,
+    ) -> DecisionRecord {
         DecisionRecord {
             at: now,
             trigger,
@@ -752,7 +836,11 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
     }
 
     /// Apply the new percent, then persist, audit and publish. Pending state applies nothing.
-    fn commit(&mut self, mut record: DecisionRecord, mut next: ControllerState) -> Result<DecisionRecord, RolloutError> {
+    fn commit(
+        &mut self,
+        mut record: DecisionRecord,
+        mut next: ControllerState,
+    ) -> Result<DecisionRecord, RolloutError> {
         record.percent = next.percent;
         record.state = next.phase.as_str().to_owned();
         record.consecutive_failures = next.consecutive_failures;

@@ -124,7 +124,10 @@ impl Gates {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err((name, format!("{v} is not a fraction in 0..=1 (write 0.98 for 98%)")))
+                Err((
+                    name,
+                    format!("{v} is not a fraction in 0..=1 (write 0.98 for 98%)"),
+                ))
             }
         };
         rate("min_success_rate", self.min_success_rate)?;
@@ -132,13 +135,22 @@ impl Gates {
         rate("max_timeout_rate", self.max_timeout_rate)?;
         rate("max_fallback_rate", self.max_fallback_rate)?;
         if !(self.max_p99_ratio.is_finite() && self.max_p99_ratio > 0.0) {
-            return Err(("max_p99_ratio", format!("{} must be a positive ratio", self.max_p99_ratio)));
+            return Err((
+                "max_p99_ratio",
+                format!("{} must be a positive ratio", self.max_p99_ratio),
+            ));
         }
         if !(self.confidence > 0.5 && self.confidence < 1.0) {
-            return Err(("confidence", format!("{} must lie strictly between 0.5 and 1", self.confidence)));
+            return Err((
+                "confidence",
+                format!("{} must lie strictly between 0.5 and 1", self.confidence),
+            ));
         }
         if !(self.decisive_factor.is_finite() && self.decisive_factor >= 1.0) {
-            return Err(("decisive_factor", format!("{} must be at least 1", self.decisive_factor)));
+            return Err((
+                "decisive_factor",
+                format!("{} must be at least 1", self.decisive_factor),
+            ));
         }
         Ok(())
     }
@@ -311,7 +323,10 @@ pub struct Evaluation {
 impl Evaluation {
     /// The failing verdicts, async first, then control.
     pub fn failing(&self) -> impl Iterator<Item = &GateVerdict> {
-        self.gates.iter().chain(&self.control).filter(|v| v.verdict == Verdict::Fail)
+        self.gates
+            .iter()
+            .chain(&self.control)
+            .filter(|v| v.verdict == Verdict::Fail)
     }
 }
 
@@ -323,16 +338,25 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
     let mut async_verdicts = Vec::new();
     if ctx.judge_async {
         let min_pass = ctx.min_async_samples.max(1);
-        for gate in [GateKind::SuccessRate, GateKind::ErrorRate, GateKind::TimeoutRate, GateKind::FallbackRate] {
+        for gate in [
+            GateKind::SuccessRate,
+            GateKind::ErrorRate,
+            GateKind::TimeoutRate,
+            GateKind::FallbackRate,
+        ] {
             async_verdicts.push(rate(gates, z, gate, PathRole::Async, a, min_pass));
         }
         async_verdicts.push(p99_ratio(gates, a, s, ctx.remembered_control_p99));
     }
     let control_min = gates.min_fail_samples.max(1);
-    let control: Vec<GateVerdict> = [GateKind::SuccessRate, GateKind::ErrorRate, GateKind::TimeoutRate]
-        .into_iter()
-        .map(|gate| rate(gates, z, gate, PathRole::Sync, s, control_min))
-        .collect();
+    let control: Vec<GateVerdict> = [
+        GateKind::SuccessRate,
+        GateKind::ErrorRate,
+        GateKind::TimeoutRate,
+    ]
+    .into_iter()
+    .map(|gate| rate(gates, z, gate, PathRole::Sync, s, control_min))
+    .collect();
     let outcome = if control.iter().any(|v| v.verdict == Verdict::Fail) {
         Outcome::ProviderWide
     } else if async_verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
@@ -363,7 +387,14 @@ fn rate_of(gates: &Gates, gate: GateKind, p: &PathSample) -> (u64, f64) {
     }
 }
 
-fn rate(gates: &Gates, z: f64, gate: GateKind, path: PathRole, sample: &PathSample, min_pass: u64) -> GateVerdict {
+fn rate(
+    gates: &Gates,
+    z: f64,
+    gate: GateKind,
+    path: PathRole,
+    sample: &PathSample,
+    min_pass: u64,
+) -> GateVerdict {
     let (count, threshold) = rate_of(gates, gate, sample);
     let samples = sample.samples;
     let count = count.min(samples);
@@ -409,13 +440,21 @@ fn rate(gates: &Gates, z: f64, gate: GateKind, path: PathRole, sample: &PathSamp
     }
 }
 
-fn p99_ratio(gates: &Gates, a: &PathSample, s: &PathSample, remembered: Option<Duration>) -> GateVerdict {
+fn p99_ratio(
+    gates: &Gates,
+    a: &PathSample,
+    s: &PathSample,
+    remembered: Option<Duration>,
+) -> GateVerdict {
     let threshold = gates.max_p99_ratio;
     let live_control = s.p99.filter(|_| s.samples >= gates.min_latency_samples);
     let (control_p99, control_samples) = match (live_control, remembered) {
         (Some(p99), _) => (Some(p99), s.samples),
         // A remembered control already had enough samples when it was taken.
-        (None, Some(p99)) => (Some(p99), gates.min_latency_samples.max(gates.decisive_min_samples)),
+        (None, Some(p99)) => (
+            Some(p99),
+            gates.min_latency_samples.max(gates.decisive_min_samples),
+        ),
         (None, None) => (None, s.samples),
     };
     let samples = a.samples.min(control_samples);
@@ -432,7 +471,8 @@ fn p99_ratio(gates: &Gates, a: &PathSample, s: &PathSample, remembered: Option<D
             if r <= threshold {
                 (Verdict::Pass, false)
             } else {
-                let decisive = samples >= gates.decisive_min_samples && r >= threshold * gates.decisive_factor;
+                let decisive =
+                    samples >= gates.decisive_min_samples && r >= threshold * gates.decisive_factor;
                 (Verdict::Fail, decisive)
             }
         }

@@ -75,19 +75,22 @@ pub mod timefmt;
 
 pub use audit::{AuditError, AuditLog};
 pub use controller::{
-    Controller, ControllerState, Decision, DecisionRecord, LastDecision, Phase, RolloutError, Status, Trigger,
+    Controller, ControllerState, Decision, DecisionRecord, LastDecision, Phase, RolloutError,
+    Status, Trigger,
 };
 pub use gates::{
-    evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole, PathSample,
-    Verdict,
+    evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
+    PathSample, Verdict,
 };
 pub use plan::{Plan, PlanError, Stage};
 pub use sink::{FileSink, FlagSink, RecordingSink, SinkError, StoreSink};
 pub use source::{
-    parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource, MetricSample,
-    MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
+    parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource,
+    MetricSample, MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
 };
 pub use stats::{wilson_interval, z_for_confidence, Interval};
 pub use store::{StateError, StateStore};
-pub use timefmt::{format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError};
+pub use timefmt::{
+    format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError,
+};
 pub use upramp_telemetry::{Clock, SimulatedClock, SystemClock};

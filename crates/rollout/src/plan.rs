@@ -150,7 +150,11 @@ impl Plan {
         for stage in &mut self.stages {
             if stage.min_async_samples > 0 {
                 let scaled = (stage.min_async_samples as f64 * factor).ceil();
-                stage.min_async_samples = if scaled >= u64::MAX as f64 { u64::MAX } else { (scaled as u64).max(1) };
+                stage.min_async_samples = if scaled >= u64::MAX as f64 {
+                    u64::MAX
+                } else {
+                    (scaled as u64).max(1)
+                };
             }
         }
     }
@@ -174,7 +178,9 @@ impl Plan {
     /// Refused: no stages, percents that do not strictly rise or exceed 100, zero or negative
     /// durations, unknown fields, duplicate names, out-of-range gate values.
     pub fn from_toml_str(text: &str) -> Result<Self, PlanError> {
-        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| syntax_error(text, &e))?;
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(text, &e))?;
         let mut failure_limit = 2u32;
         let mut defaults = Gates::default();
         let mut raw_stages = None;
@@ -196,16 +202,19 @@ impl Plan {
                         field: key.clone(),
                         message: "must be a table".to_owned(),
                     })?;
-                    apply_gates(&mut defaults, table).map_err(|(field, message)| PlanError::Field {
-                        field: format!("gates.{field}"),
-                        message,
+                    apply_gates(&mut defaults, table).map_err(|(field, message)| {
+                        PlanError::Field {
+                            field: format!("gates.{field}"),
+                            message,
+                        }
                     })?;
                 }
                 "stages" => raw_stages = Some(value),
                 other => {
                     return Err(PlanError::Field {
                         field: other.to_owned(),
-                        message: "unknown field (expected failure_limit, gates or stages)".to_owned(),
+                        message: "unknown field (expected failure_limit, gates or stages)"
+                            .to_owned(),
                     })
                 }
             }
@@ -221,7 +230,10 @@ impl Plan {
         for (i, raw) in raw_stages.iter().enumerate() {
             stages.push(parse_stage(i + 1, raw, defaults)?);
         }
-        let plan = Plan { stages, failure_limit };
+        let plan = Plan {
+            stages,
+            failure_limit,
+        };
         plan.validate()?;
         Ok(plan)
     }
@@ -241,7 +253,11 @@ impl Plan {
         for (i, stage) in self.stages.iter().enumerate() {
             let err = |field: &str, message: String| PlanError::Stage {
                 index: i + 1,
-                name: if stage.name.is_empty() { "?".to_owned() } else { stage.name.clone() },
+                name: if stage.name.is_empty() {
+                    "?".to_owned()
+                } else {
+                    stage.name.clone()
+                },
                 field: field.to_owned(),
                 message,
             };
@@ -249,7 +265,10 @@ impl Plan {
                 return Err(err("name", "must not be empty".to_owned()));
             }
             if let Some(j) = self.stages[..i].iter().position(|s| s.name == stage.name) {
-                return Err(err("name", format!("`{}` is already the name of stage {}", stage.name, j + 1)));
+                return Err(err(
+                    "name",
+                    format!("`{}` is already the name of stage {}", stage.name, j + 1),
+                ));
             }
             if stage.percent > Percent::HUNDRED {
                 return Err(err("percent", format!("{} exceeds 100%", stage.percent)));
@@ -337,18 +356,30 @@ fn parse_stage(index: usize, raw: &toml::Value, defaults: Gates) -> Result<Stage
                     toml::Value::Integer(n) => n.to_string(),
                     toml::Value::Float(f) => format!("{f}"),
                     toml::Value::String(s) => s.clone(),
-                    other => return Err(err(key, format!("{other} must be a number from 0 to 100"))),
+                    other => {
+                        return Err(err(key, format!("{other} must be a number from 0 to 100")))
+                    }
                 };
                 percent = Some(Percent::parse(&text).map_err(|e| err(key, e.to_string()))?);
             }
             "min_bake" => {
                 let duration = match value {
-                    toml::Value::String(s) => parse_duration(s).map_err(|e| err(key, e.to_string()))?,
+                    toml::Value::String(s) => {
+                        parse_duration(s).map_err(|e| err(key, e.to_string()))?
+                    }
                     toml::Value::Integer(n) if *n < 0 => {
-                        return Err(err(key, format!("{n} seconds: durations cannot be negative")))
+                        return Err(err(
+                            key,
+                            format!("{n} seconds: durations cannot be negative"),
+                        ))
                     }
                     toml::Value::Integer(n) => Duration::from_secs(*n as u64),
-                    other => return Err(err(key, format!("{other} must be a duration like \"2d\" or \"36h\""))),
+                    other => {
+                        return Err(err(
+                            key,
+                            format!("{other} must be a duration like \"2d\" or \"36h\""),
+                        ))
+                    }
                 };
                 if duration.is_zero() {
                     return Err(err(key, format!("{value} must be a positive duration")));
@@ -362,13 +393,17 @@ fn parse_stage(index: usize, raw: &toml::Value, defaults: Gates) -> Result<Stage
                 });
             }
             "gates" => {
-                let t = value.as_table().ok_or_else(|| err(key, "must be a table".to_owned()))?;
-                apply_gates(&mut gates, t).map_err(|(field, message)| err(&format!("gates.{field}"), message))?;
+                let t = value
+                    .as_table()
+                    .ok_or_else(|| err(key, "must be a table".to_owned()))?;
+                apply_gates(&mut gates, t)
+                    .map_err(|(field, message)| err(&format!("gates.{field}"), message))?;
             }
             other => {
                 return Err(err(
                     other,
-                    "unknown field (expected name, percent, min_bake, min_async_samples or gates)".to_owned(),
+                    "unknown field (expected name, percent, min_bake, min_async_samples or gates)"
+                        .to_owned(),
                 ))
             }
         }
@@ -376,7 +411,8 @@ fn parse_stage(index: usize, raw: &toml::Value, defaults: Gates) -> Result<Stage
     Ok(Stage {
         percent: percent.ok_or_else(|| err("percent", "missing".to_owned()))?,
         min_bake: min_bake.ok_or_else(|| err("min_bake", "missing".to_owned()))?,
-        min_async_samples: min_async_samples.ok_or_else(|| err("min_async_samples", "missing".to_owned()))?,
+        min_async_samples: min_async_samples
+            .ok_or_else(|| err("min_async_samples", "missing".to_owned()))?,
         gates,
         name,
     })
@@ -391,7 +427,10 @@ fn apply_gates(gates: &mut Gates, table: &toml::Table) -> Result<(), (String, St
         };
         let count = || match value.as_integer() {
             Some(n) if n >= 0 => Ok(n as u64),
-            _ => Err((key.clone(), format!("{value} must be a non-negative integer"))),
+            _ => Err((
+                key.clone(),
+                format!("{value} must be a non-negative integer"),
+            )),
         };
         match key.as_str() {
             "min_success_rate" => gates.min_success_rate = number()?,

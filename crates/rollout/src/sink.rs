@@ -60,9 +60,11 @@ impl FileSink {
 
 impl FlagSink for FileSink {
     fn apply(&mut self, percent: Percent) -> Result<(), SinkError> {
-        upramp_flags::write_rollout_to_file(&self.path, &self.flag, percent).map_err(|e| SinkError {
-            percent,
-            message: e.to_string(),
+        upramp_flags::write_rollout_to_file(&self.path, &self.flag, percent).map_err(|e| {
+            SinkError {
+                percent,
+                message: e.to_string(),
+            }
         })
     }
 }

@@ -100,7 +100,10 @@ pub struct MetricSample {
 impl MetricSample {
     /// The value of label `name`, if present.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -174,7 +177,10 @@ fn parse_labels(mut s: &str) -> Result<(Labels, &str), &'static str> {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("invalid label name");
         }
-        s = s[eq + 1..].trim_start().strip_prefix('"').ok_or("label value must be quoted")?;
+        s = s[eq + 1..]
+            .trim_start()
+            .strip_prefix('"')
+            .ok_or("label value must be quoted")?;
         let mut value = String::new();
         let mut chars = s.char_indices();
         let end = loop {
@@ -265,7 +271,10 @@ impl UploadTotals {
 
     /// Add another instance's totals.
     pub fn add(&mut self, other: &UploadTotals) {
-        for (mine, theirs) in [(&mut self.async_, &other.async_), (&mut self.sync, &other.sync)] {
+        for (mine, theirs) in [
+            (&mut self.async_, &other.async_),
+            (&mut self.sync, &other.sync),
+        ] {
             for (k, v) in &theirs.outcomes {
                 *mine.outcomes.entry(k.clone()).or_default() += v;
             }
@@ -284,13 +293,22 @@ impl UploadTotals {
             outcomes: now
                 .outcomes
                 .iter()
-                .map(|(k, v)| (k.clone(), inc(*v, then.outcomes.get(k).copied().unwrap_or(0.0))))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        inc(*v, then.outcomes.get(k).copied().unwrap_or(0.0)),
+                    )
+                })
                 .collect(),
             buckets: now
                 .buckets
                 .iter()
                 .map(|&(le, v)| {
-                    let before = then.buckets.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
+                    let before = then
+                        .buckets
+                        .iter()
+                        .find(|(l, _)| *l == le)
+                        .map_or(0.0, |(_, c)| *c);
                     (le, inc(v, before))
                 })
                 .collect(),
@@ -429,12 +447,18 @@ impl ScrapeSource {
             url: url.to_owned(),
             message,
         };
-        let response = self.client.get(url).send().map_err(|e| fetch(e.without_url().to_string()))?;
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| fetch(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
             return Err(fetch(format!("HTTP {status}")));
         }
-        let body = response.text().map_err(|e| fetch(e.without_url().to_string()))?;
+        let body = response
+            .text()
+            .map_err(|e| fetch(e.without_url().to_string()))?;
         let samples = parse_exposition(&body).map_err(|error| SourceError::Parse {
             url: url.to_owned(),
             error,
@@ -445,8 +469,14 @@ impl ScrapeSource {
 
 impl MetricsSource for ScrapeSource {
     fn window(&mut self, now: SystemTime) -> Result<GateInputs, SourceError> {
-        let current = self.urls.iter().map(|u| self.scrape(u)).collect::<Result<Vec<_>, _>>()?;
-        let cutoff = now.checked_sub(self.window).unwrap_or(SystemTime::UNIX_EPOCH);
+        let current = self
+            .urls
+            .iter()
+            .map(|u| self.scrape(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cutoff = now
+            .checked_sub(self.window)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         // Keep the newest scrape at or before the cutoff as the base, drop everything older.
         while self.history.len() >= 2 && self.history[1].0 <= cutoff {
             self.history.pop_front();
@@ -481,7 +511,9 @@ impl From<PathStats> for PathSample {
         PathSample {
             samples: stats.samples,
             successes: stats.successes,
-            errors: stats.errors.saturating_sub(stats.timeouts + stats.rate_limited),
+            errors: stats
+                .errors
+                .saturating_sub(stats.timeouts + stats.rate_limited),
             timeouts: stats.timeouts,
             rate_limited: stats.rate_limited,
             fallbacks: stats.fallbacks,

@@ -55,8 +55,16 @@ pub fn wilson_interval(successes: u64, trials: u64, z: f64) -> Interval {
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
     // At the extremes the bound is exact; float cancellation would otherwise leave ~1e-20 residues.
-    let lo = if successes == 0 { 0.0 } else { (centre - half).clamp(0.0, 1.0) };
-    let hi = if successes >= trials { 1.0 } else { (centre + half).clamp(0.0, 1.0) };
+    let lo = if successes == 0 {
+        0.0
+    } else {
+        (centre - half).clamp(0.0, 1.0)
+    };
+    let hi = if successes >= trials {
+        1.0
+    } else {
+        (centre + half).clamp(0.0, 1.0)
+    };
     Interval { lo, hi }
 }
 

@@ -11,7 +11,9 @@ use crate::controller::ControllerState;
 #[derive(Debug, Error)]
 pub enum StateError {
     /// No file at the path.
-    #[error("state file {path} does not exist (create it with `upramp rollout init --state {path}`)")]
+    #[error(
+        "state file {path} does not exist (create it with `upramp rollout init --state {path}`)"
+    )]
     Missing {
         /// The file.
         path: PathBuf,
@@ -88,7 +90,8 @@ impl StateStore {
             path: self.path.clone(),
             message,
         };
-        let state: ControllerState = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let state: ControllerState =
+            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         state.check().map_err(corrupt)?;
         Ok(state)
     }
@@ -110,9 +113,13 @@ impl StateStore {
             .suffix(".tmp")
             .tempfile_in(&dir)
             .map_err(|e| write_err(e.to_string()))?;
-        tmp.write_all(json.as_bytes()).map_err(|e| write_err(e.to_string()))?;
-        tmp.as_file().sync_all().map_err(|e| write_err(e.to_string()))?;
-        tmp.persist(&self.path).map_err(|e| write_err(e.error.to_string()))?;
+        tmp.write_all(json.as_bytes())
+            .map_err(|e| write_err(e.to_string()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| write_err(e.to_string()))?;
+        tmp.persist(&self.path)
+            .map_err(|e| write_err(e.error.to_string()))?;
         // Make the rename itself durable where directories can be synced; elsewhere this is best effort.
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();

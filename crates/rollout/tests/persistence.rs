@@ -6,12 +6,24 @@ mod common;
 use common::*;
 use upramp_rollout::{AuditLog, Controller, Decision, Plan, StateError, StateStore};
 
-fn rolled_back_at_ten_percent(audit: AuditLog, store: Option<StateStore>) -> Controller<impl upramp_rollout::MetricsSource, SharedSink> {
+fn rolled_back_at_ten_percent(
+    audit: AuditLog,
+    store: Option<StateStore>,
+) -> Controller<impl upramp_rollout::MetricsSource, SharedSink> {
     let (source, sink) = sim(|_, p| {
-        let a = if p.thousandths() == 10_000 { Health { error_rate: 0.05, p99_ms: 100 } } else { HEALTHY };
+        let a = if p.thousandths() == 10_000 {
+            Health {
+                error_rate: 0.05,
+                p99_ms: 100,
+            }
+        } else {
+            HEALTHY
+        };
         split(200_000, p, a, HEALTHY)
     });
-    let mut c = Controller::new(Plan::default_three_week(), source, sink).unwrap().with_audit(audit);
+    let mut c = Controller::new(Plan::default_three_week(), source, sink)
+        .unwrap()
+        .with_audit(audit);
     if let Some(store) = store {
         c = c.with_store(store);
     }
@@ -54,7 +66,9 @@ fn status_text_and_json() {
         now += HOUR;
     }
     c.tick(now).unwrap();
-    let status = c.state().status(now + 30 * 60 * std::time::Duration::from_secs(1));
+    let status = c
+        .state()
+        .status(now + 30 * 60 * std::time::Duration::from_secs(1));
     insta::assert_snapshot!("status_baking_text", status.to_string());
 }
 
@@ -65,7 +79,10 @@ fn state_round_trips_through_the_store() {
     let c = rolled_back_at_ten_percent(AuditLog::in_memory(), Some(store.clone()));
     assert_eq!(store.load().unwrap(), *c.state());
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
 }
 
@@ -80,8 +97,12 @@ fn corrupt_or_missing_state_is_an_error_and_the_file_is_untouched() {
         ("truncated", r#"{"plan": {"stages": ["#.to_owned()),
         ("not json", "percent = 10\n".to_owned()),
         ("stage out of range", {
-            let mut state = upramp_rollout::ControllerState::new(Plan::default_three_week()).unwrap();
-            state.phase = upramp_rollout::Phase::Baking { stage: 9, since: start() };
+            let mut state =
+                upramp_rollout::ControllerState::new(Plan::default_three_week()).unwrap();
+            state.phase = upramp_rollout::Phase::Baking {
+                stage: 9,
+                since: start(),
+            };
             serde_json::to_string(&state).unwrap()
         }),
     ] {
@@ -89,11 +110,17 @@ fn corrupt_or_missing_state_is_an_error_and_the_file_is_untouched() {
         let err = store.load().unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{name}: {err}");
         let message = err.to_string();
-        assert!(message.contains("is corrupt and was left untouched"), "{message}");
+        assert!(
+            message.contains("is corrupt and was left untouched"),
+            "{message}"
+        );
         assert!(!message.contains('\n'), "{message}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), body, "{name}");
     }
     // `create` refuses to overwrite, whatever the file holds.
     let state = upramp_rollout::ControllerState::new(Plan::default_three_week()).unwrap();
-    assert!(matches!(store.create(&state), Err(StateError::Exists { .. })));
+    assert!(matches!(
+        store.create(&state),
+        Err(StateError::Exists { .. })
+    ));
 }

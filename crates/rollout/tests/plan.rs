@@ -54,7 +54,13 @@ fn the_default_plan_is_the_three_week_runbook() {
     let shape: Vec<(String, u32, u64)> = plan
         .stages
         .iter()
-        .map(|s| (s.name.clone(), s.percent.thousandths(), s.min_bake.as_secs() / 86_400))
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.percent.thousandths(),
+                s.min_bake.as_secs() / 86_400,
+            )
+        })
         .collect();
     insta::assert_debug_snapshot!("default_plan_shape", shape);
     assert_eq!(plan.total_bake(), Duration::from_secs(21 * 86_400));
@@ -74,8 +80,14 @@ fn bad_plans_are_refused_with_one_line_naming_stage_and_field() {
         ("empty", String::new()),
         ("not toml", "[[stages]\nname=".to_owned()),
         ("unknown top-level", "stagez = 1\n".to_owned()),
-        ("percents fall", stage("a", "10", "\"1d\"", "") + &stage("b", "5", "\"1d\"", "")),
-        ("percents repeat", stage("a", "10", "\"1d\"", "") + &stage("b", "10", "\"1d\"", "")),
+        (
+            "percents fall",
+            stage("a", "10", "\"1d\"", "") + &stage("b", "5", "\"1d\"", ""),
+        ),
+        (
+            "percents repeat",
+            stage("a", "10", "\"1d\"", "") + &stage("b", "10", "\"1d\"", ""),
+        ),
         ("over 100", stage("a", "150", "\"1d\"", "")),
         ("negative percent", stage("a", "-1", "\"1d\"", "")),
         ("too precise", stage("a", "1.2345", "\"1d\"", "")),
@@ -83,15 +95,40 @@ fn bad_plans_are_refused_with_one_line_naming_stage_and_field() {
         ("negative bake text", stage("a", "1", "\"-2d\"", "")),
         ("negative bake seconds", stage("a", "1", "-5", "")),
         ("bad bake unit", stage("a", "1", "\"2w\"", "")),
-        ("missing bake", "[[stages]]\nname = \"a\"\npercent = 1\nmin_async_samples = 1\n".to_owned()),
-        ("missing name", "[[stages]]\npercent = 1\nmin_bake = \"1d\"\nmin_async_samples = 1\n".to_owned()),
-        ("duplicate name", stage("a", "1", "\"1d\"", "") + &stage("a", "2", "\"1d\"", "")),
+        (
+            "missing bake",
+            "[[stages]]\nname = \"a\"\npercent = 1\nmin_async_samples = 1\n".to_owned(),
+        ),
+        (
+            "missing name",
+            "[[stages]]\npercent = 1\nmin_bake = \"1d\"\nmin_async_samples = 1\n".to_owned(),
+        ),
+        (
+            "duplicate name",
+            stage("a", "1", "\"1d\"", "") + &stage("a", "2", "\"1d\"", ""),
+        ),
         ("unknown stage field", stage("a", "1", "\"1d\"", "bake = 3")),
-        ("negative samples", "[[stages]]\nname = \"a\"\npercent = 1\nmin_bake = \"1d\"\nmin_async_samples = -3\n".to_owned()),
-        ("rate as percent", stage("a", "1", "\"1d\"", "[stages.gates]\nmin_success_rate = 98")),
-        ("bad confidence", stage("a", "1", "\"1d\"", "[stages.gates]\nconfidence = 1.0")),
-        ("unknown gate", stage("a", "1", "\"1d\"", "[stages.gates]\nmax_latency = 3")),
-        ("zero failure limit", format!("failure_limit = 0\n{}", stage("a", "1", "\"1d\"", ""))),
+        (
+            "negative samples",
+            "[[stages]]\nname = \"a\"\npercent = 1\nmin_bake = \"1d\"\nmin_async_samples = -3\n"
+                .to_owned(),
+        ),
+        (
+            "rate as percent",
+            stage("a", "1", "\"1d\"", "[stages.gates]\nmin_success_rate = 98"),
+        ),
+        (
+            "bad confidence",
+            stage("a", "1", "\"1d\"", "[stages.gates]\nconfidence = 1.0"),
+        ),
+        (
+            "unknown gate",
+            stage("a", "1", "\"1d\"", "[stages.gates]\nmax_latency = 3"),
+        ),
+        (
+            "zero failure limit",
+            format!("failure_limit = 0\n{}", stage("a", "1", "\"1d\"", "")),
+        ),
     ];
     let mut report = String::new();
     for (name, text) in &cases {
@@ -106,5 +143,9 @@ fn bad_plans_are_refused_with_one_line_naming_stage_and_field() {
 #[test]
 fn a_missing_plan_file_names_the_path() {
     let err = Plan::from_file(std::path::Path::new("/nonexistent/plan.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("plan /nonexistent/plan.toml: cannot read"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("plan /nonexistent/plan.toml: cannot read"),
+        "{err}"
+    );
 }

@@ -9,12 +9,20 @@ use common::*;
 use proptest::prelude::*;
 use upramp_flags::Percent;
 use upramp_rollout::{
-    Controller, Decision, DecisionRecord, FnSource, GateInputs, Outcome, PathSample, Phase, Plan, RecordingSink, SourceError,
+    Controller, Decision, DecisionRecord, FnSource, GateInputs, Outcome, PathSample, Phase, Plan,
+    RecordingSink, SourceError,
 };
 
 #[derive(Debug, Clone)]
 enum Step {
-    Tick { gap_mins: u64, async_n: u64, async_err_permille: u64, sync_n: u64, sync_err_permille: u64, p99_ratio_pct: u64 },
+    Tick {
+        gap_mins: u64,
+        async_n: u64,
+        async_err_permille: u64,
+        sync_n: u64,
+        sync_err_permille: u64,
+        p99_ratio_pct: u64,
+    },
     Advance,
     Pause,
     Resume,
@@ -37,7 +45,13 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn sample(n: u64, err_permille: u64, p99: Duration) -> PathSample {
     let errors = n * err_permille / 1_000;
-    PathSample { samples: n, successes: n - errors, errors, p99: (n > 0).then_some(p99), ..PathSample::default() }
+    PathSample {
+        samples: n,
+        successes: n - errors,
+        errors,
+        p99: (n > 0).then_some(p99),
+        ..PathSample::default()
+    }
 }
 
 /// Run the steps; returns every record (ticks and manual operations that were allowed).
@@ -47,15 +61,28 @@ fn run(steps: &[Step]) -> Vec<DecisionRecord> {
     let windows: Vec<GateInputs> = steps
         .iter()
         .filter_map(|s| match *s {
-            Step::Tick { async_n, async_err_permille, sync_n, sync_err_permille, p99_ratio_pct, .. } => Some(GateInputs {
-                async_: sample(async_n, async_err_permille, Duration::from_millis(p99_ratio_pct)),
+            Step::Tick {
+                async_n,
+                async_err_permille,
+                sync_n,
+                sync_err_permille,
+                p99_ratio_pct,
+                ..
+            } => Some(GateInputs {
+                async_: sample(
+                    async_n,
+                    async_err_permille,
+                    Duration::from_millis(p99_ratio_pct),
+                ),
                 sync: sample(sync_n, sync_err_permille, Duration::from_millis(100)),
             }),
             _ => None,
         })
         .collect();
     let mut next_window = windows.into_iter();
-    let source = FnSource(move |_now| -> Result<GateInputs, SourceError> { Ok(next_window.next().unwrap_or_default()) });
+    let source = FnSource(move |_now| -> Result<GateInputs, SourceError> {
+        Ok(next_window.next().unwrap_or_default())
+    });
     let mut c = Controller::new(plan.clone(), source, RecordingSink::default()).unwrap();
     let mut now = start();
     let mut records = Vec::new();
@@ -79,7 +106,10 @@ fn run(steps: &[Step]) -> Vec<DecisionRecord> {
         let state = c.state();
         // Never above the plan; always 0% or a stage's percent; the sink holds what the state says.
         assert!(state.percent <= max);
-        assert!(state.percent == Percent::ZERO || plan.stages.iter().any(|st| st.percent == state.percent));
+        assert!(
+            state.percent == Percent::ZERO
+                || plan.stages.iter().any(|st| st.percent == state.percent)
+        );
         if !matches!(state.phase, Phase::Pending) {
             assert_eq!(c.sink().current(), Some(state.percent));
         }
@@ -92,7 +122,9 @@ fn run(steps: &[Step]) -> Vec<DecisionRecord> {
             assert_eq!(state.percent, Percent::ZERO);
         }
         // An automatic advance or completion needs the bake time and the minimum async samples.
-        if matches!(s, Step::Tick { .. }) && matches!(record.decision, Decision::Advance | Decision::Complete) {
+        if matches!(s, Step::Tick { .. })
+            && matches!(record.decision, Decision::Advance | Decision::Complete)
+        {
             if let Phase::Baking { stage, since } = before.phase {
                 let st = &plan.stages[stage];
                 assert!(now.duration_since(since).unwrap() >= st.min_bake);

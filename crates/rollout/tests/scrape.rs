@@ -9,16 +9,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use upramp_rollout::{parse_exposition, MetricsSource, ScrapeSource, SourceError, UploadTotals};
 
 /// An exposition as `metrics-exporter-prometheus` renders upramp's metrics, two providers.
-fn exposition(async_ok: u64, async_err: u64, sync_ok: u64, fallbacks: u64, slow_async: u64) -> String {
+fn exposition(
+    async_ok: u64,
+    async_err: u64,
+    sync_ok: u64,
+    fallbacks: u64,
+    slow_async: u64,
+) -> String {
     let mut s = String::from("# HELP upramp_uploads_total Request legs by outcome.\n# TYPE upramp_uploads_total counter\n");
     let half = |v: u64| (v / 2, v - v / 2);
     let (ak, ag) = half(async_ok);
-    s += &format!("upramp_uploads_total{{provider=\"kimi\",path=\"async\",outcome=\"success\"}} {ak}\n");
-    s += &format!("upramp_uploads_total{{provider=\"glm\",path=\"async\",outcome=\"success\"}} {ag}\n");
+    s += &format!(
+        "upramp_uploads_total{{provider=\"kimi\",path=\"async\",outcome=\"success\"}} {ak}\n"
+    );
+    s += &format!(
+        "upramp_uploads_total{{provider=\"glm\",path=\"async\",outcome=\"success\"}} {ag}\n"
+    );
     s += &format!("upramp_uploads_total{{provider=\"kimi\",path=\"async\",outcome=\"server_error\"}} {async_err}\n");
-    s += &format!("upramp_uploads_total{{provider=\"kimi\",path=\"sync\",outcome=\"success\"}} {sync_ok}\n");
+    s += &format!(
+        "upramp_uploads_total{{provider=\"kimi\",path=\"sync\",outcome=\"success\"}} {sync_ok}\n"
+    );
     s += "upramp_uploads_total{provider=\"kimi\",path=\"sync_fallback\",outcome=\"success\"} 7\n";
-    s += &format!("upramp_upload_fallbacks_total{{provider=\"kimi\",reason=\"server_error\"}} {fallbacks}\n");
+    s += &format!(
+        "upramp_upload_fallbacks_total{{provider=\"kimi\",reason=\"server_error\"}} {fallbacks}\n"
+    );
     s += "# TYPE upramp_upload_duration_seconds histogram\n";
     let async_total = async_ok + async_err;
     for (le, a, sy) in [
@@ -31,7 +45,9 @@ fn exposition(async_ok: u64, async_err: u64, sync_ok: u64, fallbacks: u64, slow_
         s += &format!("upramp_upload_duration_seconds_bucket{{provider=\"kimi\",path=\"sync\",le=\"{le}\"}} {sy}\n");
     }
     s += "upramp_upload_duration_seconds_sum{provider=\"kimi\",path=\"async\"} 1.5\n";
-    s += &format!("upramp_upload_duration_seconds_count{{provider=\"kimi\",path=\"async\"}} {async_total}\n");
+    s += &format!(
+        "upramp_upload_duration_seconds_count{{provider=\"kimi\",path=\"async\"}} {async_total}\n"
+    );
     s += "upramp_rollout_percent{flag=\"async_upload\"} 10\n";
     s
 }
@@ -41,7 +57,14 @@ fn parser_reads_labels_escapes_and_special_values() {
     let text = "# comment\n\nm{a=\"x\\\"y\\\\z\\n\",b=\"\"} +Inf 1700000000000\nplain 3.5e2\nn{le=\"+Inf\"} NaN\n";
     let samples = parse_exposition(text).unwrap();
     insta::assert_debug_snapshot!("parsed_special_values", samples);
-    for bad in ["m{a=x} 1", "m{a=\"x\" 1", "m 1 2 3", "{a=\"b\"} 1", "m notanumber", "m{a=\"\\q\"} 1"] {
+    for bad in [
+        "m{a=x} 1",
+        "m{a=\"x\" 1",
+        "m 1 2 3",
+        "{a=\"b\"} 1",
+        "m notanumber",
+        "m{a=\"\\q\"} 1",
+    ] {
         let err = parse_exposition(bad).unwrap_err();
         assert_eq!(err.line, 1, "{bad}");
     }
@@ -132,8 +155,20 @@ fn scrape_source_sums_instances_and_returns_windowed_deltas() {
 #[test]
 fn unreachable_scrape_target_is_a_source_error() {
     // Bind then drop to get a loopback port with nothing listening.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut source = ScrapeSource::new(vec![format!("http://127.0.0.1:{port}/metrics")], Duration::from_secs(60)).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut source = ScrapeSource::new(
+        vec![format!("http://127.0.0.1:{port}/metrics")],
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let err = source.window(UNIX_EPOCH).unwrap_err();
-    assert!(err.to_string().starts_with(&format!("scrape http://127.0.0.1:{port}/metrics: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("scrape http://127.0.0.1:{port}/metrics: ")),
+        "{err}"
+    );
 }

@@ -41,7 +41,12 @@ pub fn path(n: u64, health: Health) -> PathSample {
 }
 
 /// Requests per window split by the applied percent.
-pub fn split(total: u64, percent: Percent, async_health: Health, sync_health: Health) -> GateInputs {
+pub fn split(
+    total: u64,
+    percent: Percent,
+    async_health: Health,
+    sync_health: Health,
+) -> GateInputs {
     let async_n = total * u64::from(percent.thousandths()) / 100_000;
     GateInputs {
         async_: path(async_n, async_health),
