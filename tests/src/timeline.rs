@@ -370,7 +370,7 @@ mod tests {
                     percent: if i <= 5 { 10.0 } else { 0.0 },
                     async_success: (i <= 5).then_some(if i >= 3 { 0.7 } else { 1.0 }),
                     sync_success: Some(1.0),
-                    fallback_success: (i >= 3 && i <= 5).then_some(1.0),
+                    fallback_success: (3..=5).contains(&i).then_some(1.0),
                 })
                 .collect(),
             markers: vec![Marker {

@@ -138,11 +138,19 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Run the validation; `Ok(1)` when a check failed, `Err` (exit 2 in `main`) when it could not run.
+// `main.rs` (owned by the lead) calls every command with its arguments by value.
+#[allow(clippy::needless_pass_by_value)]
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let ValidateArgs {
+        scenario,
+        seed,
+        quick,
+        json,
+    } = args;
     let options = Options {
-        seed: args.seed,
-        quick: args.quick,
-        only: args.scenario,
+        seed,
+        quick,
+        only: scenario,
     };
     // The process-wide recorder: the uploaders' and the controllers' metrics, rendered at the end.
     let metrics = upramp_telemetry::install().context("installing the metrics recorder")?;
@@ -167,7 +175,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let files = write_all(&dir, &report, &metrics.render_sorted())
         .context("writing the validation report")?;
 
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).context("serialising the report")?
