@@ -21,9 +21,13 @@
 //! inconclusive until both paths have [`Gates::min_latency_samples`] samples in the window, then passes
 //! when the ratio is at most [`Gates::max_p99_ratio`] and fails above it. It is decisive when the ratio is
 //! at least `decisive_factor` times the limit (2.4x for 1.2x) with `decisive_min_samples` on both paths.
-//! Because a single noisy p99 only counts as one failed evaluation, the failure limit absorbs noise.
+//! A ratio above the limit whose absolute difference is below [`Gates::min_p99_excess_ms`] passes: at
+//! millisecond latencies a p99 moves by that much between windows by chance alone. A non-decisive breach
+//! with fewer than [`Gates::min_latency_fail_samples`] on either path is inconclusive (hold), not a
+//! failure: a p99 of a few hundred legs rests on its three or four slowest.
 //! When the window has no sync traffic (at 100% the control is gone) the controller supplies the last
-//! sync p99 it saw with enough samples.
+//! sync p99 it saw with enough samples; that control was measured under another traffic split, so
+//! against it only a decisive regression fails and anything less passes.
 //!
 //! **Which legs count.** The async path is judged from its own legs: a leg whose request fell back is a
 //! failed async leg (its outcome is the failure) and counts as one fallback. The sync control is the
@@ -98,6 +102,26 @@ pub struct Gates {
     pub decisive_factor: f64,
     /// A decisive breach needs at least this many samples (default 500).
     pub decisive_min_samples: u64,
+    /// The p99 ratio gate fails only when the async p99 is also at least this many milliseconds above
+    /// the control's (default 10). Histogram quantiles of a few hundred loopback-fast samples swing by
+    /// a few milliseconds from window to window; a difference that small is noise, not a regression
+    /// anyone would roll back for.
+    #[serde(default = "default_min_p99_excess_ms")]
+    pub min_p99_excess_ms: u64,
+    /// Below this many samples on either path a non-decisive p99 breach is inconclusive (the stage
+    /// holds) rather than a failure (default 1000). A p99 of a few hundred legs is decided by its
+    /// three or four slowest, and with mixed file sizes those are whichever large files the cohort
+    /// happened to draw.
+    #[serde(default = "default_min_latency_fail_samples")]
+    pub min_latency_fail_samples: u64,
+}
+
+fn default_min_latency_fail_samples() -> u64 {
+    1000
+}
+
+fn default_min_p99_excess_ms() -> u64 {
+    10
 }
 
 impl Default for Gates {
@@ -113,6 +137,8 @@ impl Default for Gates {
             min_latency_samples: 200,
             decisive_factor: 2.0,
             decisive_min_samples: 500,
+            min_p99_excess_ms: default_min_p99_excess_ms(),
+            min_latency_fail_samples: default_min_latency_fail_samples(),
         }
     }
 }
@@ -466,14 +492,22 @@ fn p99_ratio(
         }
         _ => None,
     };
+    let excess = match (a.p99, control_p99) {
+        (Some(ap), Some(sp)) => ap.saturating_sub(sp),
+        _ => Duration::ZERO,
+    };
+    let within_noise = excess < Duration::from_millis(gates.min_p99_excess_ms);
+    let control_is_live = live_control.is_some();
     let (verdict, decisive) = match observed {
         Some(r) if a.samples >= gates.min_latency_samples && control_p99.is_some() => {
-            if r <= threshold {
+            let decisive =
+                samples >= gates.decisive_min_samples && r >= threshold * gates.decisive_factor;
+            if r <= threshold || within_noise || (!control_is_live && !decisive) {
                 (Verdict::Pass, false)
-            } else {
-                let decisive =
-                    samples >= gates.decisive_min_samples && r >= threshold * gates.decisive_factor;
+            } else if decisive || samples >= gates.min_latency_fail_samples {
                 (Verdict::Fail, decisive)
+            } else {
+                (Verdict::Inconclusive, false)
             }
         }
         _ => (Verdict::Inconclusive, false),

@@ -219,6 +219,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+// Taking values (not references) keeps the argv lists readable: `s(count)`, `s("--dir")`.
+#[allow(clippy::needless_pass_by_value)]
 fn s(value: impl ToString) -> String {
     value.to_string()
 }
@@ -347,7 +349,7 @@ fn memory(ctx: &Bench, plan: &Plan) -> anyhow::Result<MemoryResults> {
         });
     }
     let expected = files.len() as u64 * if ctx.curl { 3 } else { 2 };
-    check_stored(stand_in.stop()?, expected)?;
+    check_stored(&stand_in.stop()?, expected)?;
     Ok(MemoryResults {
         idle_rss_kib: idle.max_rss_kib,
         curl_available: ctx.curl,
@@ -355,7 +357,7 @@ fn memory(ctx: &Bench, plan: &Plan) -> anyhow::Result<MemoryResults> {
     })
 }
 
-fn check_stored(summary: ServeSummary, expected: u64) -> anyhow::Result<()> {
+fn check_stored(summary: &ServeSummary, expected: u64) -> anyhow::Result<()> {
     ensure!(
         summary.stored_files == expected,
         "the stand-in stored {} files, expected {expected}",
@@ -390,7 +392,7 @@ fn batch(
         report.failed,
         report.first_error.as_deref().unwrap_or("none")
     );
-    check_stored(stand_in.stop()?, files.len() as u64)?;
+    check_stored(&stand_in.stop()?, files.len() as u64)?;
     Ok(report)
 }
 
@@ -475,7 +477,7 @@ fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> 
         best_tcp = fastest(best_tcp, to_transfer(&usage, None));
     }
     let standin_peak_rss_kib = sink.peak_rss_kib();
-    check_stored(sink.stop()?, uploads)?;
+    check_stored(&sink.stop()?, uploads)?;
     let (Some(async_path), Some(tcp_copy)) = (best_async, best_tcp) else {
         bail!("no round of the large upload ran");
     };
