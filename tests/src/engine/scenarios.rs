@@ -514,10 +514,13 @@ async fn low_traffic(
     // A trickle that fills at most a third of the window's need: the stage must hold past its bake.
     let trickle = ((needed as f64 * 0.3) / (window_ticks as f64 * share)).ceil() as usize;
     let noise_attempts = attempts(world);
-    // A little noise: ~1.5% of async requests fail, under the 2% limit, but a handful of failures in a
-    // small sample would look like a breach to a point estimate.
-    let noise = per_attempt(0.015, noise_attempts);
-    let spec = format!("500:{noise:.3}@async");
+    // A little noise: ~0.5% of async legs fail by calibration (observed runs land near 1%, since a
+    // retry can also end early on its deadline), well under the 2% limit, yet a handful of failures
+    // in a small sample would look like a breach to a point estimate.
+    let noise = per_attempt(0.005, noise_attempts);
+    // On both paths: noise that hits only one path is a real difference between them (its retries
+    // lift that path's p99), which the gates are right to catch.
+    let spec = format!("500:{noise:.3}");
     world.set_faults(&faults(&spec)?);
     let low_start = world.hours();
     let low_ticks = run.profile.bake_ticks(&stage) + 4;
@@ -564,7 +567,7 @@ async fn low_traffic(
     );
     Ok((
         format!(
-            "at the 50% stage, {trickle} requests per tick for {} days (past the bake) with ~1.5% async failures \
+            "at the 50% stage, {trickle} requests per tick for {} days (past the bake) with ~0.5% failures on both paths \
              (`{spec}`), then normal traffic",
             low_ticks as f64 * run.profile.tick.as_secs_f64() / 86_400.0
         ),
