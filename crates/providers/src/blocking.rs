@@ -114,12 +114,7 @@ pub struct BlockingProviderClient {
 
 impl fmt::Debug for BlockingProviderClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingProviderClient")
-            .field("kind", &self.shared.config.kind)
-            .field("name", &self.shared.config.name)
-            .field("base_url", &self.shared.base_url)
-            .field("api_key", &self.shared.config.api_key)
-            .finish_non_exhaustive()
+        self.shared.debug_as(f, "BlockingProviderClient")
     }
 }
 

@@ -159,6 +159,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The one redacted `Debug` shape both transports' clients print (the key shows as redacted).
+    pub(crate) fn debug_as(&self, f: &mut fmt::Formatter<'_>, type_name: &str) -> fmt::Result {
+        f.debug_struct(type_name)
+            .field("kind", &self.config.kind)
+            .field("name", &self.config.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.config.api_key)
+            .finish_non_exhaustive()
+    }
+
     pub(crate) fn new(config: ClientConfig) -> Result<Self, ConfigError> {
         let base_url = config.validate()?;
         let auth = config.api_key.bearer_header()?;
@@ -408,12 +418,7 @@ pub struct ProviderClient {
 
 impl fmt::Debug for ProviderClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProviderClient")
-            .field("kind", &self.shared.config.kind)
-            .field("name", &self.shared.config.name)
-            .field("base_url", &self.shared.base_url)
-            .field("api_key", &self.shared.config.api_key)
-            .finish_non_exhaustive()
+        self.shared.debug_as(f, "ProviderClient")
     }
 }
 
