@@ -99,7 +99,7 @@ mod store;
 pub mod unleash;
 
 pub use bucket::{
-    bucket, evaluate, Decision, DecisionPath, Reason, BUCKETS, SEPARATOR, SIPHASH_KEY,
+    bucket, evaluate, Decision, DecisionPath, PreparedFlag, Reason, BUCKETS, SEPARATOR, SIPHASH_KEY,
 };
 pub use config::{
     default_env_prefix, parse_bool, ConfigError, EnvSource, FieldOrigins, FlagSources, Origin,

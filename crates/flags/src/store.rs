@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::{
-    evaluate, ConfigError, Decision, EnvSource, FieldOrigins, FlagConfig, FlagSources, Percent,
+    ConfigError, Decision, EnvSource, FieldOrigins, FlagConfig, FlagSources, Percent, PreparedFlag,
     ResolvedFlag,
 };
 
@@ -40,7 +40,8 @@ pub struct FlagStore {
 
 #[derive(Debug)]
 struct Inner {
-    current: ArcSwap<FlagConfig>,
+    /// The configuration, prepared so each evaluation hashes only the key.
+    current: ArcSwap<PreparedFlag>,
     origins: ArcSwap<FieldOrigins>,
     /// Held while resolving and swapping, so a reload and a code update never interleave.
     sources: Mutex<Option<Reloadable>>,
@@ -74,7 +75,7 @@ impl FlagStore {
     fn build(config: FlagConfig, origins: FieldOrigins, sources: Option<Reloadable>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                current: ArcSwap::from_pointee(config),
+                current: ArcSwap::from_pointee(PreparedFlag::new(config)),
                 origins: ArcSwap::from_pointee(origins),
                 sources: Mutex::new(sources),
                 reload_errors: AtomicU64::new(0),
@@ -86,7 +87,7 @@ impl FlagStore {
 
     /// The current configuration (lock-free).
     pub fn snapshot(&self) -> Arc<FlagConfig> {
-        self.inner.current.load_full()
+        Arc::clone(self.inner.current.load().config())
     }
 
     /// Where each field of the current configuration came from.
@@ -96,7 +97,7 @@ impl FlagStore {
 
     /// Evaluate `key` against the current configuration (lock-free, no allocation).
     pub fn evaluate(&self, key: &str) -> Decision {
-        evaluate(&self.inner.current.load(), key)
+        self.inner.current.load().evaluate(key)
     }
 
     /// Set the rollout percentage. It is recorded as a code override, so it survives file reloads.
@@ -105,9 +106,11 @@ impl FlagStore {
         if let Some(reloadable) = sources.as_mut() {
             reloadable.sources.overrides.rollout = Some(rollout);
         }
-        let mut config = FlagConfig::clone(&self.inner.current.load());
+        let mut config = FlagConfig::clone(self.inner.current.load().config());
         config.rollout = rollout;
-        self.inner.current.store(Arc::new(config));
+        self.inner
+            .current
+            .store(Arc::new(PreparedFlag::new(config)));
         let mut origins = FieldOrigins::clone(&self.inner.origins.load());
         origins.rollout = crate::Origin::Override;
         self.inner.origins.store(Arc::new(origins));
@@ -117,7 +120,9 @@ impl FlagStore {
     /// [`set_rollout`](Self::set_rollout) for a change that must survive reloads.
     pub fn replace(&self, config: FlagConfig) {
         let _sources = self.lock_sources();
-        self.inner.current.store(Arc::new(config));
+        self.inner
+            .current
+            .store(Arc::new(PreparedFlag::new(config)));
         self.inner.origins.store(Arc::new(FieldOrigins {
             enabled: crate::Origin::Override,
             rollout: crate::Origin::Override,
@@ -135,14 +140,16 @@ impl FlagStore {
         let sources = self.lock_sources();
         let Some(reloadable) = sources.as_ref() else {
             return Err(ConfigError::NoFile {
-                flag: self.inner.current.load().name.clone(),
+                flag: self.inner.current.load().config().name.clone(),
             });
         };
         let result = reloadable.sources.resolve(&reloadable.env);
         let outcome = match result {
             Ok(ResolvedFlag { config, origins }) => {
                 let config = Arc::new(config);
-                self.inner.current.store(Arc::clone(&config));
+                self.inner
+                    .current
+                    .store(Arc::new(PreparedFlag::new(Arc::clone(&config))));
                 self.inner.origins.store(Arc::new(origins));
                 tracing::info!(flag = %config.name, rollout = %config.rollout, enabled = config.enabled, "flags reloaded");
                 Ok(config)
@@ -213,7 +220,7 @@ impl FlagStore {
         };
         let Some(path) = path else {
             return Err(ConfigError::NoFile {
-                flag: self.inner.current.load().name.clone(),
+                flag: self.inner.current.load().config().name.clone(),
             });
         };
         let watch_error = |err: notify::Error| ConfigError::Watch {

@@ -4,7 +4,7 @@
 use std::alloc::System;
 
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use upramp_flags::{bucket, evaluate, FlagConfig, FlagStore, Percent, Strategy};
+use upramp_flags::{bucket, evaluate, FlagConfig, FlagStore, Percent, PreparedFlag, Strategy};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -20,6 +20,7 @@ fn evaluation_does_not_allocate() {
     let mut unleash = siphash.clone();
     unleash.strategy = Strategy::Unleash;
     let store = FlagStore::new(siphash.clone());
+    let prepared = PreparedFlag::new(siphash.clone());
     let mut async_count = 0usize;
 
     // arc-swap registers each thread on its first load; that one-time allocation is not per evaluation.
@@ -30,6 +31,7 @@ fn evaluation_does_not_allocate() {
         async_count += usize::from(evaluate(&siphash, key).bucket < 37_500);
         async_count += usize::from(evaluate(&unleash, key).bucket <= 37);
         async_count += usize::from(store.evaluate(key).bucket < 37_500);
+        async_count += usize::from(prepared.evaluate(key).bucket < 37_500);
         async_count += bucket("salt", key) as usize % 2;
     }
     let stats = region.change();

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use upramp_flags::{
-    bucket, evaluate, DecisionPath, FlagConfig, Percent, Reason, Strategy, BUCKETS,
+    bucket, evaluate, DecisionPath, FlagConfig, Percent, PreparedFlag, Reason, Strategy, BUCKETS,
 };
 
 fn flag(salt: &str, thousandths: u32, strategy: Strategy) -> FlagConfig {
@@ -51,6 +51,19 @@ proptest! {
         prop_assert_eq!(b, bucket(&salt, &key));
         let f = flag(&salt, 37_000, Strategy::SipHash);
         prop_assert_eq!(evaluate(&f, &key), evaluate(&f, &key));
+    }
+
+    #[test]
+    fn a_prepared_flag_decides_exactly_as_evaluate(
+        salt in "\\PC{0,24}",
+        key in "\\PC{0,48}",
+        p in 0u32..=100_000,
+        enabled in any::<bool>(),
+        strategy in strategies(),
+    ) {
+        let mut f = flag(&salt, p, strategy);
+        f.enabled = enabled;
+        prop_assert_eq!(PreparedFlag::new(f.clone()).evaluate(&key), evaluate(&f, &key));
     }
 
     #[test]
