@@ -7,6 +7,8 @@
 //! - [`FlagConfig`]: one flag's settings (`enabled`, `rollout`, `fallback`, `salt`, `max_retries`,
 //!   `timeout`, `strategy`). The upload flag is [`ASYNC_UPLOAD`].
 //! - [`bucket`] and [`evaluate`] → [`Decision`] `{ path, reason, bucket }`: which path a key takes and why.
+//! - [`PreparedFlag`]: a configuration with its salt hashed once, for evaluating many keys (what
+//!   [`FlagStore`] holds).
 //! - [`FlagSources`] resolves defaults < TOML file < environment < code [`Overrides`] into a
 //!   [`ResolvedFlag`] that records the [`Origin`] of every field; the environment is read through an
 //!   injectable [`EnvSource`].

@@ -1,18 +1,21 @@
-//! The blocking transport (`reqwest::blocking`) for the legacy sync path.
+//! The blocking transport (`ureq`) for the legacy sync path.
 //!
-//! `reqwest::blocking::Client` runs its own runtime on a helper thread and panics if it is built
-//! or used on an async worker thread. So the client here is built lazily, on the first request,
-//! on whatever blocking thread makes it; and when the last handle is dropped from async code, the
-//! inner client is dropped on a short-lived plain thread instead, so nothing blocks or panics.
+//! `ureq` does its socket I/O on the calling thread: a sync upload is one blocking thread from reading
+//! the file to parsing the answer, as the legacy system's call was, with no hidden runtime thread to
+//! hand the request to and back. Safe to build, use and drop anywhere, including async code (where a
+//! call would block the worker, so calls belong on `spawn_blocking` or plain threads).
 
 use std::fmt;
-use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::RequestExt;
 
 use crate::client::{ClientConfig, Shared};
 use crate::error::{ConfigError, ErrorKind, ProviderError};
@@ -25,82 +28,89 @@ use crate::multipart::MultipartLayout;
 use crate::provider::BlockingFileProvider;
 use crate::request::{Endpoint, RequestOptions};
 
-/// The lazily built blocking HTTP client.
-pub(crate) struct BlockingCell {
-    connect_timeout: Duration,
-    client: OnceLock<reqwest::blocking::Client>,
+/// Largest response body read: far above any file object, list page or `/content` answer, so a
+/// misbehaving server cannot make a sync call hold unbounded memory.
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The blocking HTTP agent (connection pool) shared by clones of one client.
+pub(crate) struct BlockingAgent {
+    agent: ureq::Agent,
 }
 
-impl BlockingCell {
+impl BlockingAgent {
     pub(crate) fn new(connect_timeout: Duration) -> Self {
-        BlockingCell {
-            connect_timeout,
-            client: OnceLock::new(),
-        }
-    }
-
-    fn get(&self) -> Result<&reqwest::blocking::Client, ConfigError> {
-        if let Some(client) = self.client.get() {
-            return Ok(client);
-        }
-        let built = reqwest::blocking::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            // Per-request timeouts come from RequestOptions; the builder's 30 s default would
-            // silently cap large uploads.
-            .timeout(None)
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-        // Two threads may race to build; the loser's client is dropped here, on a blocking thread.
-        let _ = self.client.set(built);
-        self.client
-            .get()
-            .ok_or_else(|| ConfigError::HttpClient("blocking client vanished".into()))
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(connect_timeout))
+            // Every status is an answer to classify per the contract, not a transport error.
+            .http_status_as_error(false)
+            // A file API never redirects an upload; a redirect is an answer to report, not to follow.
+            .max_redirects(0)
+            .build();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), LiteralFirstResolver);
+        BlockingAgent { agent }
     }
 }
 
-impl Drop for BlockingCell {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Dropping joins reqwest's runtime thread; keep that off the async worker.
-            let spawned = std::thread::Builder::new()
-                .name("upramp-blocking-drop".into())
-                .spawn(move || drop(client));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not spawn a thread to drop the blocking HTTP client");
+/// Resolves an IP-literal host (a loopback stand-in, an address from service discovery) in place and
+/// anything else with `ureq`'s default resolver. The default resolves on a new thread whenever a
+/// timeout applies (every call here has one), which for a literal is a thread per request for nothing.
+#[derive(Debug)]
+struct LiteralFirstResolver;
+
+impl Resolver for LiteralFirstResolver {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri.host().and_then(|host| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        });
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (literal, port) {
+            (Some(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                Ok(addrs)
             }
+            _ => DefaultResolver::default().resolve(uri, config, timeout),
         }
     }
 }
 
-/// Reads prefix, file, suffix in turn without copying the file; flips `sent` once the last byte
-/// has been read by the transport.
-struct MultipartReader {
-    parts: [Bytes; 3],
-    index: usize,
-    sent: Arc<AtomicBool>,
-}
-
-impl Read for MultipartReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let last = self.parts.len() - 1;
-        while self.index <= last {
-            let part = &mut self.parts[self.index];
-            if part.is_empty() {
-                self.index += 1;
-                continue;
-            }
-            let n = part.len().min(buf.len());
-            buf[..n].copy_from_slice(&part[..n]);
-            let _ = part.split_to(n);
-            if self.index == last && part.is_empty() {
-                self.sent.store(true, Ordering::Release);
-            }
-            return Ok(n);
+/// The whole multipart body in one buffer, framed around the file's bytes in place when the caller
+/// handed over the only reference to them (no second copy of the file), copied otherwise.
+///
+/// One buffer, not a reader: `reqwest::blocking` pumps a reader body through a channel to its runtime
+/// thread 8 KiB at a time, two thread switches per piece, while a buffer crosses once.
+fn contiguous_body(layout: &MultipartLayout, file: Bytes) -> Bytes {
+    let (prefix, suffix) = (layout.prefix(), layout.suffix());
+    match file.try_into_mut() {
+        Ok(mut body) => {
+            let file_len = body.len();
+            // Growing a large allocation remaps its pages rather than copying them.
+            body.reserve(prefix.len() + suffix.len());
+            body.resize(prefix.len() + file_len, 0);
+            body.copy_within(..file_len, prefix.len());
+            body[..prefix.len()].copy_from_slice(prefix);
+            body.extend_from_slice(suffix);
+            body.freeze()
         }
-        Ok(0)
+        Err(shared) => {
+            let mut body = BytesMut::with_capacity(prefix.len() + shared.len() + suffix.len());
+            body.extend_from_slice(prefix);
+            body.extend_from_slice(&shared);
+            body.extend_from_slice(suffix);
+            body.freeze()
+        }
     }
 }
 
@@ -136,42 +146,62 @@ impl BlockingProviderClient {
         &self.shared.config
     }
 
-    fn builder(
+    /// Sends `body` to `endpoint` and reads the whole answer, on the calling thread. For an upload
+    /// that failed without a response, `body_fully_sent` is `Some(false)` only when the connection was
+    /// never made: the buffered body goes out in one piece, so any later failure may have come after
+    /// the provider had it all (ambiguous).
+    fn exchange(
         &self,
         endpoint: Endpoint<'_>,
         options: &RequestOptions,
-    ) -> Result<reqwest::blocking::RequestBuilder, ProviderError> {
-        let client = self.shared.blocking.get().map_err(|e| {
-            ProviderError::without_response(self.shared.kind(), ErrorKind::Transport, e.to_string())
-        })?;
-        let path = options.path.unwrap_or(ClientPath::Sync);
-        let mut builder = client
-            .request(endpoint.method(), endpoint.url(&self.shared.base_url))
-            .headers(self.shared.headers(path));
-        if let Some(timeout) = self.shared.timeout(options) {
-            builder = builder.timeout(timeout);
-        }
-        Ok(builder)
-    }
-
-    fn exchange(
-        &self,
-        builder: reqwest::blocking::RequestBuilder,
-        sent: Option<&AtomicBool>,
+        content_type: Option<String>,
+        body: &[u8],
     ) -> Result<(u16, HeaderMap, Bytes), ProviderError> {
-        let fail = |e: reqwest::Error, status: Option<u16>| {
-            let mut err = self
-                .shared
-                .transport_error(&e, e.is_timeout(), e.is_connect());
+        let upload = matches!(endpoint, Endpoint::Upload);
+        let path = options.path.unwrap_or(ClientPath::Sync);
+        let mut request = http::Request::builder()
+            .method(endpoint.method())
+            .uri(endpoint.url(&self.shared.base_url));
+        if let Some(headers) = request.headers_mut() {
+            headers.extend(self.shared.headers(path));
+            if let Some(content_type) = content_type {
+                let value = http::HeaderValue::try_from(content_type).map_err(|e| {
+                    ProviderError::without_response(
+                        self.kind(),
+                        ErrorKind::InvalidRequest,
+                        e.to_string(),
+                    )
+                })?;
+                headers.insert(http::header::CONTENT_TYPE, value);
+            }
+        }
+        let request = request.body(body).map_err(|e| {
+            ProviderError::without_response(self.kind(), ErrorKind::InvalidRequest, e.to_string())
+        })?;
+        let fail = |e: ureq::Error, status: Option<u16>| {
+            let (timeout, connect) = classify(&e);
+            let mut err = self.shared.transport_error(&e, timeout, connect);
             err.status = status;
-            err.body_fully_sent = sent.map(|s| s.load(Ordering::Acquire));
+            if upload {
+                err.body_fully_sent = if connect { Some(false) } else { None };
+            }
             err
         };
-        let response = builder.send().map_err(|e| fail(e, None))?;
+        let mut response = request
+            .with_agent(&self.shared.blocking.agent)
+            .configure()
+            .timeout_global(self.shared.timeout(options))
+            .run()
+            .map_err(|e| fail(e, None))?;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().map_err(|e| fail(e, Some(status)))?;
-        Ok((status, headers, body))
+        let headers = std::mem::take(response.headers_mut());
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| fail(e, Some(status)))?;
+        Ok((status, headers, Bytes::from(answer)))
     }
 
     fn call<T>(
@@ -179,23 +209,24 @@ impl BlockingProviderClient {
         endpoint: Endpoint<'_>,
         parse: impl FnOnce(u16, &[u8]) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
-        let builder = self.builder(endpoint, &RequestOptions::default())?;
-        let (status, headers, body) = self.exchange(builder, None)?;
+        let (status, headers, body) =
+            self.exchange(endpoint, &RequestOptions::default(), None, &[])?;
         self.shared.finish(status, &headers, &body, parse)
     }
+}
 
-    fn upload_body(
-        layout: &MultipartLayout,
-        file: Bytes,
-        sent: Arc<AtomicBool>,
-    ) -> reqwest::blocking::Body {
-        let reader = MultipartReader {
-            parts: [layout.prefix().clone(), file, layout.suffix().clone()],
-            index: 0,
-            sent,
-        };
-        // A sized body: reqwest sends Content-Length, never chunked encoding.
-        reqwest::blocking::Body::sized(reader, layout.content_length())
+/// Whether a `ureq` failure was a timeout, and whether it happened before a connection existed.
+fn classify(err: &ureq::Error) -> (bool, bool) {
+    match err {
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => (true, true),
+        ureq::Error::Timeout(_) => (true, false),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => (false, true),
+        ureq::Error::Io(io) => match io.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => (true, false),
+            io::ErrorKind::ConnectionRefused => (false, true),
+            _ => (false, false),
+        },
+        _ => (false, false),
     }
 }
 
@@ -219,19 +250,22 @@ impl BlockingFileProvider for BlockingProviderClient {
         options: &RequestOptions,
     ) -> Result<FileObject, ProviderError> {
         let layout = self.shared.prepare_upload(&meta, body.len() as u64)?;
-        let sent = Arc::new(AtomicBool::new(false));
-        let builder = self
-            .builder(Endpoint::Upload, options)?
-            .header(http::header::CONTENT_TYPE, layout.content_type())
-            .body(Self::upload_body(&layout, body, Arc::clone(&sent)));
+        let body = contiguous_body(&layout, body);
+        debug_assert_eq!(body.len() as u64, layout.content_length());
         tracing::debug!(
             provider = self.shared.config.kind.as_str(),
             bytes = layout.file_len(),
             "uploading on the blocking transport"
         );
-        let (status, headers, body) = self.exchange(builder, Some(&sent))?;
+        // A buffer body: ureq sends its length as Content-Length, never chunked encoding.
+        let (status, headers, answer) = self.exchange(
+            Endpoint::Upload,
+            options,
+            Some(layout.content_type()),
+            &body,
+        )?;
         let kind = self.kind();
-        self.shared.finish(status, &headers, &body, |s, b| {
+        self.shared.finish(status, &headers, &answer, |s, b| {
             parse_file_object(kind, s, b)
         })
     }
@@ -242,8 +276,8 @@ impl BlockingFileProvider for BlockingProviderClient {
     }
 
     fn content(&self, id: &str) -> Result<Bytes, ProviderError> {
-        let builder = self.builder(Endpoint::Content(id), &RequestOptions::default())?;
-        let (status, headers, body) = self.exchange(builder, None)?;
+        let (status, headers, body) =
+            self.exchange(Endpoint::Content(id), &RequestOptions::default(), None, &[])?;
         let owned = body.clone();
         self.shared
             .finish(status, &headers, &body, |_, _| Ok(owned))
@@ -257,5 +291,41 @@ impl BlockingFileProvider for BlockingProviderClient {
     fn list(&self, query: &ListQuery) -> Result<FileList, ProviderError> {
         let kind = self.kind();
         self.call(Endpoint::List(query), |s, b| parse_file_list(kind, s, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::multipart::Boundary;
+
+    fn layout(len: usize) -> MultipartLayout {
+        let boundary = Boundary::new("upramp-test-boundary").unwrap();
+        MultipartLayout::new(boundary, "notes.txt", "file-extract", len as u64).unwrap()
+    }
+
+    fn expected(layout: &MultipartLayout, file: &[u8]) -> Vec<u8> {
+        [&layout.prefix()[..], file, &layout.suffix()[..]].concat()
+    }
+
+    #[test]
+    fn a_sole_owner_buffer_is_framed_in_place() {
+        let file: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let layout = layout(file.len());
+        let body = contiguous_body(&layout, Bytes::from(file.clone()));
+        assert_eq!(body.len() as u64, layout.content_length());
+        assert_eq!(&body[..], &expected(&layout, &file)[..]);
+    }
+
+    #[test]
+    fn a_shared_buffer_is_copied_and_left_intact() {
+        let file = Bytes::from_static(b"shared contents");
+        let kept = file.clone();
+        let layout = layout(file.len());
+        let body = contiguous_body(&layout, file);
+        assert_eq!(&body[..], &expected(&layout, &kept)[..]);
+        assert_eq!(&kept[..], b"shared contents");
     }
 }

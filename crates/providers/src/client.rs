@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use http::{HeaderMap, HeaderValue};
 
-use crate::blocking::{BlockingCell, BlockingProviderClient};
+use crate::blocking::{BlockingAgent, BlockingProviderClient};
 use crate::error::{parse_error, ConfigError, ErrorKind, ProviderError};
 use crate::key::ApiKey;
 use crate::kind::{ClientPath, ProviderKind, Region};
@@ -155,7 +155,7 @@ pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) auth: HeaderValue,
     pub(crate) http: reqwest::Client,
-    pub(crate) blocking: BlockingCell,
+    pub(crate) blocking: BlockingAgent,
 }
 
 impl Shared {
@@ -176,7 +176,7 @@ impl Shared {
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-        let blocking = BlockingCell::new(config.connect_timeout);
+        let blocking = BlockingAgent::new(config.connect_timeout);
         Ok(Shared {
             config,
             base_url,

@@ -10,7 +10,6 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::error::UploadError;
@@ -44,10 +43,20 @@ impl Fingerprint {
 
 /// Check that `path` names a non-empty regular file we can open, without reading its contents.
 pub(crate) async fn preflight(path: &Path) -> Result<Fingerprint, UploadError> {
-    let owned = || path.to_path_buf();
-    let meta = tokio::fs::metadata(path)
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || preflight_blocking(&owned))
         .await
-        .map_err(|err| classify_open_error(path, err))?;
+        .map_err(|join| UploadError::Unreadable {
+            path: path.to_path_buf(),
+            source: io::Error::other(format!("the file check did not finish: {join}")),
+        })?
+}
+
+// The file-system calls of one step run together in one blocking-pool task: `tokio::fs` would make a
+// separate pool hop (two thread switches) for each of them.
+fn preflight_blocking(path: &Path) -> Result<Fingerprint, UploadError> {
+    let owned = || path.to_path_buf();
+    let meta = std::fs::metadata(path).map_err(|err| classify_open_error(path, err))?;
     if meta.is_dir() {
         return Err(UploadError::Directory { path: owned() });
     }
@@ -59,9 +68,7 @@ pub(crate) async fn preflight(path: &Path) -> Result<Fingerprint, UploadError> {
     }
     // Metadata is readable without read permission; opening proves we can read before anything
     // is sent.
-    tokio::fs::File::open(path)
-        .await
-        .map_err(|err| classify_open_error(path, err))?;
+    std::fs::File::open(path).map_err(|err| classify_open_error(path, err))?;
     let fingerprint = Fingerprint::of(&meta);
     if fingerprint.len == 0 {
         return Err(UploadError::Empty { path: owned() });
@@ -185,13 +192,65 @@ impl Progress {
 /// checks that the file has not grown, shrunk or been modified, so a changed file never completes
 /// a request body (the provider sees a broken upload, not a mixed one). Memory: one chunk buffer
 /// at a time, whatever the file size.
+///
+/// Each chunk is one task on tokio's blocking pool that reads it, hashes it and (for the last one)
+/// checks the file's end and metadata, so the runtime's workers never block on the disk or spend
+/// time hashing, and a small file costs one pool hop instead of one per call as with `tokio::fs`.
 pub(crate) struct HashingFileStream {
-    file: tokio::fs::File,
+    reader: Option<ChunkReader>,
+    remaining: u64,
+    progress: Arc<Progress>,
+}
+
+/// The state a chunk read needs, moved into the blocking task and back.
+struct ChunkReader {
+    file: std::fs::File,
     expected: Fingerprint,
     chunk_size: usize,
-    remaining: u64,
     hasher: Sha256,
-    progress: Arc<Progress>,
+}
+
+/// Why a chunk could not be produced.
+enum ChunkProblem {
+    Io(io::Error),
+    Changed(String),
+}
+
+impl ChunkReader {
+    /// Reads the next `want` bytes into the hash; `last` also proves the file ends there unchanged.
+    fn read(&mut self, offset: u64, want: usize, last: bool) -> Result<Bytes, ChunkProblem> {
+        let mut buffer = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            match io::Read::read(&mut self.file, &mut buffer[filled..]) {
+                Ok(0) => {
+                    return Err(ChunkProblem::Changed(format!(
+                        "it ended after {} of {} bytes",
+                        offset + filled as u64,
+                        self.expected.len
+                    )))
+                }
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ChunkProblem::Io(err)),
+            }
+        }
+        self.hasher.update(&buffer);
+        if last {
+            let mut probe = [0u8; 1];
+            if io::Read::read(&mut self.file, &mut probe).map_err(ChunkProblem::Io)? != 0 {
+                return Err(ChunkProblem::Changed(format!(
+                    "it grew past its {} bytes",
+                    self.expected.len
+                )));
+            }
+            let now = Fingerprint::of(&self.file.metadata().map_err(ChunkProblem::Io)?);
+            if let Some(why) = self.expected.change_to(&now) {
+                return Err(ChunkProblem::Changed(why));
+            }
+        }
+        Ok(buffer.freeze())
+    }
 }
 
 impl HashingFileStream {
@@ -202,17 +261,25 @@ impl HashingFileStream {
         chunk_size: usize,
         progress: Arc<Progress>,
     ) -> Result<Self, ReadFailure> {
-        let file = tokio::fs::File::open(path).await.map_err(ReadFailure::Io)?;
-        let now = Fingerprint::of(&file.metadata().await.map_err(ReadFailure::Io)?);
-        if let Some(change) = expected.change_to(&now) {
-            return Err(ReadFailure::Changed(change));
-        }
+        let path = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(ReadFailure::Io)?;
+            let now = Fingerprint::of(&file.metadata().map_err(ReadFailure::Io)?);
+            match expected.change_to(&now) {
+                Some(change) => Err(ReadFailure::Changed(change)),
+                None => Ok(file),
+            }
+        })
+        .await
+        .map_err(|join| ReadFailure::Io(io::Error::other(join)))??;
         Ok(Self {
-            file,
-            expected,
-            chunk_size: chunk_size.max(1),
+            reader: Some(ChunkReader {
+                file,
+                expected,
+                chunk_size: chunk_size.max(1),
+                hasher: Sha256::new(),
+            }),
             remaining: expected.len,
-            hasher: Sha256::new(),
             progress,
         })
     }
@@ -224,49 +291,42 @@ impl HashingFileStream {
                 return Ok(None);
             }
             let chunk = state.next_chunk().await?;
-            state.hasher.update(&chunk);
-            if state.remaining == 0 {
-                state.check_unchanged_at_end().await?;
-                let digest = std::mem::take(&mut state.hasher).finalize();
-                *state
-                    .progress
-                    .sha256
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(hex::encode(digest));
-            }
             state.progress.record_pull(chunk.len());
             Ok(Some((chunk, state)))
         })
     }
 
     async fn next_chunk(&mut self) -> io::Result<Bytes> {
-        let want = self.remaining.min(self.chunk_size as u64) as usize;
-        let mut buffer = BytesMut::with_capacity(want);
-        while buffer.len() < want {
-            // `take` keeps a read from overshooting the chunk (and the expected length).
-            let limit = (want - buffer.len()) as u64;
-            let read = (&mut self.file).take(limit).read_buf(&mut buffer).await?;
-            if read == 0 {
-                let seen = self.expected.len - self.remaining + buffer.len() as u64;
-                let why = format!("it ended after {seen} of {} bytes", self.expected.len);
-                return Err(self.progress.record_change(why));
-            }
-        }
+        let mut reader = self
+            .reader
+            .take()
+            .ok_or_else(|| io::Error::other("the file stream failed earlier"))?;
+        let want = self.remaining.min(reader.chunk_size as u64) as usize;
+        let last = self.remaining == want as u64;
+        let offset = reader.expected.len - self.remaining;
+        let (reader, read) = tokio::task::spawn_blocking(move || {
+            let read = reader.read(offset, want, last);
+            (reader, read)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let chunk = match read {
+            Ok(chunk) => chunk,
+            Err(ChunkProblem::Io(err)) => return Err(err),
+            Err(ChunkProblem::Changed(why)) => return Err(self.progress.record_change(why)),
+        };
         self.remaining -= want as u64;
-        Ok(buffer.freeze())
-    }
-
-    async fn check_unchanged_at_end(&mut self) -> io::Result<()> {
-        let mut probe = [0u8; 1];
-        if self.file.read(&mut probe).await? != 0 {
-            let why = format!("it grew past its {} bytes", self.expected.len);
-            return Err(self.progress.record_change(why));
+        if last {
+            let digest = reader.hasher.finalize();
+            *self
+                .progress
+                .sha256
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(hex::encode(digest));
+        } else {
+            self.reader = Some(reader);
         }
-        let now = Fingerprint::of(&self.file.metadata().await?);
-        if let Some(why) = self.expected.change_to(&now) {
-            return Err(self.progress.record_change(why));
-        }
-        Ok(())
+        Ok(chunk)
     }
 }
 

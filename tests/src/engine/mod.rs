@@ -202,18 +202,30 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> Result<Report, V
         .await
         .map_err(|e| ValidateError::Setup(format!("corpus generation: {e}")))??;
     let corpus = Arc::new(corpus);
-    // The stand-ins get their own runtime: a provider is its own process, and sharing the clients'
-    // worker threads would charge the server's work to the async client's latency alone (the sync
-    // client runs on its own blocking threads).
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("stand-in")
+    // The stand-ins get their own runtime on their own thread: a provider is its own process, and
+    // sharing the clients' runtime would charge the server's work to the async client's latency alone
+    // (the sync client runs on the blocking pool). One thread serves both: the work per request is
+    // small, and fewer threads mean fewer wake-ups between them.
+    let servers = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ValidateError::Setup(format!("stand-in runtime: {e}")))?;
-    let result = run_parts(options, &profile, corpus, servers.handle(), progress).await;
-    // Dropping a runtime inside an async context would panic; its tasks are finished anyway.
-    servers.shutdown_background();
+    let handle = servers.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("stand-in".to_owned())
+        .spawn(move || {
+            servers.block_on(async {
+                let _ = stopped.await;
+            });
+            servers.shutdown_background();
+        })
+        .map_err(|e| ValidateError::Setup(format!("stand-in thread: {e}")))?;
+    let result = run_parts(options, &profile, corpus, &handle, progress).await;
+    // The stand-ins' tasks are finished; the thread ends as soon as it sees the signal, so joining
+    // here blocks only for that moment.
+    let _ = stop.send(());
+    let _ = thread.join();
     let (stages, scenarios, timeline, totals) = result?;
     let (requests, bytes, hours) = totals;
 

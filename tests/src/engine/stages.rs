@@ -70,15 +70,7 @@ pub(crate) async fn run(
         last = Some(decision.clone());
         if done {
             let stored = world.new_stored_files();
-            let report = stage_report(
-                profile,
-                &plan,
-                &current,
-                &decision,
-                &earlier_async,
-                &world,
-                &stored,
-            );
+            let report = stage_report(&plan, &current, &decision, &earlier_async, &world, &stored);
             earlier_async.extend(
                 current
                     .records
@@ -103,7 +95,6 @@ pub(crate) async fn run(
     if let Some(decision) = last.filter(|d| d.kind == DecisionKind::Hold) {
         let stored = world.new_stored_files();
         reports.push(stage_report(
-            profile,
             &plan,
             &current,
             &decision,
@@ -131,7 +122,6 @@ pub(crate) async fn run(
 }
 
 fn stage_report(
-    profile: &Profile,
     plan: &upramp_rollout::Plan,
     traffic: &StageTraffic,
     decision: &DecisionRecord,
@@ -161,7 +151,6 @@ fn stage_report(
     let target_share = f64::from(target) / 100_000.0;
     let ended = world.hours();
     let paths = path_reports(&world.legs.all(), traffic.started_hours, ended);
-    let _ = profile;
     StageReport {
         index: traffic.index,
         target_percent: f64::from(target) / 1000.0,
