@@ -89,8 +89,8 @@ impl Resolver for LiteralFirstResolver {
 /// The whole multipart body in one buffer, framed around the file's bytes in place when the caller
 /// handed over the only reference to them (no second copy of the file), copied otherwise.
 ///
-/// One buffer, not a reader: `reqwest::blocking` pumps a reader body through a channel to its runtime
-/// thread 8 KiB at a time, two thread switches per piece, while a buffer crosses once.
+/// One buffer, not a reader: the legacy path holds the whole file in memory anyway, and a buffer goes
+/// to the socket in as few writes as the kernel takes.
 fn contiguous_body(layout: &MultipartLayout, file: Bytes) -> Bytes {
     let (prefix, suffix) = (layout.prefix(), layout.suffix());
     match file.try_into_mut() {

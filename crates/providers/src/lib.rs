@@ -12,7 +12,7 @@
 //!   [`parse_retry_after`] (error classification), [`Limits`] (allowed purposes and sizes).
 //! - **Transports**: [`ProviderClient`] sends on `reqwest` (streaming bodies, `User-Agent:
 //!   upramp/<version> (async)`), and its [`ProviderClient::blocking`] view,
-//!   [`BlockingProviderClient`], sends on `reqwest::blocking` (`(sync)`). Both always send a
+//!   [`BlockingProviderClient`], sends on `ureq`, blocking I/O on the calling thread (`(sync)`). Both always send a
 //!   `Content-Length`, check limits before sending a byte, and return one [`ProviderError`] type
 //!   whose [`ProviderError::is_retryable`] follows the contract.
 //!

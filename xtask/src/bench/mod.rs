@@ -6,33 +6,43 @@
 //! memory or by debug code:
 //!
 //! - the stand-in (or, for the large upload, a contract-free streaming sink) runs in its own worker;
-//! - each measured upload (async, sync, curl) and the raw TCP copy runs as the only child of
-//!   `bench_worker rusage`, which reports its peak RSS and CPU from `getrusage(RUSAGE_CHILDREN)`.
+//! - each measured upload (async, sync, curl), each timed `upramp upload` command and the raw TCP
+//!   copy runs as the only child of `bench_worker rusage`, which reports its peak RSS and CPU from
+//!   `getrusage(RUSAGE_CHILDREN)`.
 //!
-//! Results go to `target/upramp/bench/results.json` and a table on stdout; `docs/benchmarks.md` records a
-//! full run. Exit code 0 when every scenario was measured (a missed goal is reported, not an error),
-//! 1 when a scenario could not run.
+//! The `upramp` binary itself is built in the workers' profile when its scenario runs.
+//! `--only SCENARIO[,SCENARIO...]` runs a subset; the rest are recorded as skipped.
+//!
+//! Results go to `upramp/bench/results.json` under cargo's target directory (`target/` unless
+//! `CARGO_TARGET_DIR` says otherwise) and a table on stdout; `docs/benchmarks.md` records a
+//! full run. Exit code 0 when every selected scenario was measured (a missed goal is reported, not an
+//! error), 1 when one could not run.
 
+mod cli;
 mod criterion;
 mod machine;
 mod process;
 mod proto;
 mod results;
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context};
 
+use self::cli::{CliPath, SourceFile};
 use self::machine::Machine;
-use self::process::{child_report, measure, run_worker, StandInProcess};
+use self::process::{child_report, measure, measure_with_env, run_worker, StandInProcess};
 use self::proto::{
     BatchReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
 };
 use self::results::{
-    BenchResults, FlagEvalResults, LargeUploadResults, LatencyResults, MemoryResults, MemoryRow,
-    Mode, PathLatency, Scenario, ThroughputResults, Transfer, ValidateResults,
+    BenchResults, CliRun, CliThroughputResults, FlagEvalResults, LargeUploadResults,
+    LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, Scenario, ThroughputResults,
+    Transfer, ValidateResults,
 };
 
 /// Options of `cargo xtask bench`.
@@ -41,9 +51,79 @@ pub struct BenchArgs {
     /// Every scenario at a small size with dev-profile workers; asserts no speed (the CI smoke run).
     #[arg(long)]
     pub quick: bool,
-    /// Cargo profile of the measured worker processes (default: `release`, or `dev` with `--quick`).
+    /// Cargo profile of the measured worker processes and of the `upramp` binary (default:
+    /// `release`, or `dev` with `--quick`).
     #[arg(long, value_parser = ["release", "dev"])]
     pub worker_profile: Option<String>,
+    /// Run only these scenarios (comma-separated or repeated); the others are recorded as skipped.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIO")]
+    pub only: Vec<ScenarioName>,
+}
+
+/// The scenarios, named as in the table's first column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioName {
+    /// Peak RSS of one upload per size and path.
+    Memory,
+    /// Many files with added latency, async against sync, through the library.
+    Throughput,
+    /// The same through the `upramp upload` command, timed whole.
+    Cli,
+    /// One large upload against curl and a raw TCP copy.
+    Large,
+    /// Open-loop arrivals with a deadline.
+    Latency,
+    /// The criterion flag-evaluation bench.
+    Flags,
+    /// The wall time of `cargo xtask validate`.
+    Validate,
+}
+
+impl ScenarioName {
+    /// Whether the scenario runs in worker processes (the last two run cargo instead).
+    fn needs_worker(self) -> bool {
+        !matches!(self, Self::Flags | Self::Validate)
+    }
+
+    /// The progress line printed when it starts.
+    fn progress(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Throughput => "throughput",
+            Self::Cli => "throughput through `upramp upload`",
+            Self::Large => "large upload",
+            Self::Latency => "latency under load",
+            Self::Flags => "flag evaluation (criterion)",
+            Self::Validate => "cargo xtask validate",
+        }
+    }
+}
+
+/// Which scenarios a run measures: all of them unless `--only` names some.
+#[derive(Debug, Clone)]
+struct Selection(Vec<ScenarioName>);
+
+impl Selection {
+    fn contains(&self, name: ScenarioName) -> bool {
+        self.0.is_empty() || self.0.contains(&name)
+    }
+
+    fn needs_worker(&self) -> bool {
+        self.0.is_empty() || self.0.iter().any(|name| name.needs_worker())
+    }
+
+    /// Run `measure` if the scenario is selected, recording its figures or its error.
+    fn run<T>(
+        &self,
+        name: ScenarioName,
+        measure: impl FnOnce() -> anyhow::Result<T>,
+    ) -> Scenario<T> {
+        if !self.contains(name) {
+            return Scenario::Skipped;
+        }
+        eprintln!("bench: {}", name.progress());
+        Scenario::from_result(measure())
+    }
 }
 
 /// The stand-in key of a bench run: a local mock credential, handed to workers through the environment.
@@ -59,6 +139,9 @@ struct Plan {
     throughput_file_bytes: u64,
     throughput_latency_ms: u64,
     async_concurrency: usize,
+    cli_files: u64,
+    cli_file_bytes: u64,
+    cli_concurrency: usize,
     large_bytes: u64,
     large_rounds: usize,
     latency_rate: u64,
@@ -81,6 +164,9 @@ impl Plan {
                 throughput_file_bytes: 65_536,
                 throughput_latency_ms: 10,
                 async_concurrency: 8,
+                cli_files: 16,
+                cli_file_bytes: 65_536,
+                cli_concurrency: 8,
                 large_bytes: 4_000_000,
                 large_rounds: 1,
                 latency_rate: 20,
@@ -106,6 +192,10 @@ impl Plan {
                 throughput_file_bytes: 1_000_000,
                 throughput_latency_ms: 50,
                 async_concurrency: 64,
+                // Issue 5: 100 x 1 MB through `upramp upload --concurrency 64`, +50 ms.
+                cli_files: 100,
+                cli_file_bytes: 1_000_000,
+                cli_concurrency: 64,
                 large_bytes: 500_000_000,
                 large_rounds: 2,
                 latency_rate: 40,
@@ -136,10 +226,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let machine = Machine::detect();
-    let out_dir = process::workspace_root()
-        .join("target")
-        .join("upramp")
-        .join("bench");
+    // Cargo's target directory, so runs with different `CARGO_TARGET_DIR`s keep their own results.
+    let out_dir = process::target_dir()?.join("upramp").join("bench");
     let work_dir = out_dir.join("work");
     if work_dir.exists() {
         std::fs::remove_dir_all(&work_dir)
@@ -148,34 +236,36 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
 
-    eprintln!(
-        "bench: building the worker ({} profile)",
-        plan.worker_profile
-    );
-    let worker = process::build_worker(&plan.worker_profile)?;
-    let ctx = Bench {
-        worker,
-        work_dir: work_dir.clone(),
-        curl: process::curl_available(),
+    let selection = Selection(args.only);
+    let ctx = if selection.needs_worker() {
+        eprintln!(
+            "bench: building the worker ({} profile)",
+            plan.worker_profile
+        );
+        let ctx = Bench {
+            worker: process::build_worker(&plan.worker_profile)?,
+            work_dir: work_dir.clone(),
+            curl: process::curl_available(),
+        };
+        if !ctx.curl {
+            eprintln!("bench: curl not found; its columns stay empty");
+        }
+        Some(ctx)
+    } else {
+        None
     };
-    if !ctx.curl {
-        eprintln!("bench: curl not found; its columns stay empty");
-    }
-
-    eprintln!("bench: memory");
-    let memory = Scenario::from_result(memory(&ctx, &plan));
-    eprintln!("bench: throughput");
-    let throughput = Scenario::from_result(throughput(&ctx, &plan));
-    eprintln!("bench: large upload");
-    let large_upload = Scenario::from_result(large_upload(&ctx, &plan));
-    eprintln!("bench: latency under load");
-    let latency = Scenario::from_result(latency(&ctx, &plan));
+    use ScenarioName as S;
+    let memory = selection.run(S::Memory, || with_worker(ctx.as_ref(), &plan, memory));
+    let throughput = selection.run(S::Throughput, || {
+        with_worker(ctx.as_ref(), &plan, throughput)
+    });
+    let cli_throughput = selection.run(S::Cli, || with_worker(ctx.as_ref(), &plan, cli_throughput));
+    let large_upload = selection.run(S::Large, || with_worker(ctx.as_ref(), &plan, large_upload));
+    let latency = selection.run(S::Latency, || with_worker(ctx.as_ref(), &plan, latency));
     // The corpus can be half a gigabyte: gone before the slower, file-free scenarios.
     let _ = std::fs::remove_dir_all(&work_dir);
-    eprintln!("bench: flag evaluation (criterion)");
-    let flag_eval = Scenario::from_result(flag_eval(&plan));
-    eprintln!("bench: cargo xtask {}", plan.validate_args.join(" "));
-    let validate = Scenario::from_result(validate(&plan, &out_dir));
+    let flag_eval = selection.run(S::Flags, || flag_eval(&plan));
+    let validate = selection.run(S::Validate, || validate(&plan, &out_dir));
 
     let mut results = BenchResults {
         schema_version: results::SCHEMA_VERSION,
@@ -186,6 +276,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_profile: plan.worker_profile.clone(),
         memory,
         throughput,
+        cli_throughput,
         large_upload,
         latency,
         flag_eval,
@@ -206,17 +297,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     print!("{}", results::render_table(&results));
     println!("\nresults: {}", json_path.display());
 
-    let all_measured = results.memory.measured().is_some()
-        && results.throughput.measured().is_some()
-        && results.large_upload.measured().is_some()
-        && results.latency.measured().is_some()
-        && results.flag_eval.measured().is_some()
-        && results.validate.measured().is_some();
-    Ok(if all_measured {
+    let any_failed = results.memory.failed()
+        || results.throughput.failed()
+        || results.cli_throughput.failed()
+        || results.large_upload.failed()
+        || results.latency.failed()
+        || results.flag_eval.failed()
+        || results.validate.failed();
+    Ok(if !any_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Run a scenario that needs the worker. `Selection::needs_worker` holds whenever such a scenario is
+/// selected, so the worker is there; the error only guards that invariant.
+fn with_worker<T>(
+    ctx: Option<&Bench>,
+    plan: &Plan,
+    scenario: fn(&Bench, &Plan) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    scenario(ctx.context("the bench worker was not built")?, plan)
 }
 
 // Taking values (not references) keeps the argv lists readable: `s(count)`, `s("--dir")`.
@@ -421,6 +523,94 @@ fn throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<ThroughputResults> {
         sync_secs: sync_report.elapsed_secs,
         speedup: sync_report.elapsed_secs / async_report.elapsed_secs,
     })
+}
+
+/// `upramp upload` over the same files, once with every file routed async and once sync, each against
+/// a fresh stand-in with the scenario's added latency. Each whole command is timed (spawn to exit, so
+/// the CLI's own start-up counts) and its output verified: exit 0, one receipt per file on the
+/// expected path with the file's size and SHA-256, and exactly that many files stored.
+fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResults> {
+    eprintln!(
+        "bench: building the upramp binary ({} profile)",
+        plan.worker_profile
+    );
+    let upramp = process::build_cli(&plan.worker_profile)?;
+    let dir = ctx.work_dir.join("cli");
+    let files = generate(ctx, &dir, "cli", plan.cli_files, plan.cli_file_bytes)?;
+    let mut sources = BTreeMap::new();
+    for file in &files {
+        let source = SourceFile {
+            bytes: plan.cli_file_bytes,
+            sha256: sha256_file(file)?,
+        };
+        sources.insert(file.clone(), source);
+    }
+    let async_run = cli_run(ctx, plan, &upramp, CliPath::Async, &files, &sources)?;
+    let sync_run = cli_run(ctx, plan, &upramp, CliPath::Sync, &files, &sources)?;
+    ensure!(
+        async_run.wall_secs > 0.0,
+        "the async run reported no wall time"
+    );
+    Ok(CliThroughputResults {
+        command: cli::command_line(plan.cli_concurrency),
+        files: plan.cli_files,
+        file_bytes: plan.cli_file_bytes,
+        added_latency_ms: plan.throughput_latency_ms,
+        concurrency: plan.cli_concurrency,
+        speedup: sync_run.wall_secs / async_run.wall_secs,
+        async_run,
+        sync_run,
+    })
+}
+
+fn cli_run(
+    ctx: &Bench,
+    plan: &Plan,
+    upramp: &Path,
+    path: CliPath,
+    files: &[PathBuf],
+    sources: &BTreeMap<PathBuf, SourceFile>,
+) -> anyhow::Result<CliRun> {
+    let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, plan.throughput_latency_ms)?;
+    let args = cli::upload_args(stand_in.base_url(), plan.cli_concurrency, files);
+    let inherited = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    let env = cli::flag_env(path, inherited);
+    let what = format!("`upramp upload` on the {} path", path.as_str());
+    let usage = measure_with_env(&ctx.worker, BENCH_KEY, upramp, &args, &env)
+        .with_context(|| what.clone())?;
+    let attempts = cli::check_receipts(&usage.stdout, path, sources).context(what)?;
+    let summary = stand_in.stop()?;
+    check_stored(&summary, files.len() as u64)?;
+    let expected_bytes = files.len() as u64 * plan.cli_file_bytes;
+    ensure!(
+        summary.stored_bytes == expected_bytes,
+        "the stand-in stored {} bytes, expected {expected_bytes}",
+        summary.stored_bytes
+    );
+    Ok(CliRun {
+        wall_secs: usage.wall_secs,
+        cpu_secs: usage.user_secs + usage.sys_secs,
+        peak_rss_kib: usage.max_rss_kib,
+        attempts,
+    })
+}
+
+/// Lower-case hex SHA-256 of a file, read in pieces.
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file
+            .read(&mut buffer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buffer[..read]);
+    }
 }
 
 /// The large upload goes to `bench_worker sink`: the stand-ins keep the contract's 100 MB cap, so a
@@ -693,8 +883,49 @@ mod tests {
         assert!(quick.large_bytes < full.large_bytes);
         assert!(quick.memory_sizes.iter().max() < full.memory_sizes.iter().max());
         assert!(quick.throughput_files < full.throughput_files);
+        assert!(quick.cli_files < full.cli_files);
         assert_eq!(full.memory_sizes, [1_000_000, 10_000_000, 100_000_000]);
         assert_eq!((full.throughput_files, full.async_concurrency), (200, 64));
+        assert_eq!(
+            (
+                full.cli_files,
+                full.cli_file_bytes,
+                full.cli_concurrency,
+                full.throughput_latency_ms
+            ),
+            (100, 1_000_000, 64, 50)
+        );
         assert_eq!(full.large_bytes, 500_000_000);
+    }
+
+    #[test]
+    fn only_selects_scenarios_and_the_worker_they_need() {
+        let all = Selection(Vec::new());
+        assert!(all.contains(ScenarioName::Validate) && all.needs_worker());
+        let cli = Selection(vec![ScenarioName::Cli]);
+        assert!(cli.contains(ScenarioName::Cli) && cli.needs_worker());
+        assert!(!cli.contains(ScenarioName::Throughput));
+        let cargo_only = Selection(vec![ScenarioName::Flags, ScenarioName::Validate]);
+        assert!(!cargo_only.needs_worker());
+        let skipped: Scenario<()> = cargo_only.run(ScenarioName::Memory, || {
+            anyhow::bail!("a skipped scenario must not run")
+        });
+        assert_eq!(skipped, Scenario::Skipped);
+    }
+
+    #[test]
+    fn only_parses_a_comma_separated_list() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let cmd = Cmd::try_parse_from(["bench", "--only", "throughput,cli"]).unwrap();
+        assert_eq!(
+            cmd.bench.only,
+            [ScenarioName::Throughput, ScenarioName::Cli]
+        );
+        assert!(Cmd::try_parse_from(["bench", "--only", "everything"]).is_err());
     }
 }

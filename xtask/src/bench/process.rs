@@ -57,29 +57,38 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
 
 /// Build `xtask/examples/bench_worker.rs` with the given cargo profile and return its executable.
 pub fn build_worker(profile: &str) -> anyhow::Result<PathBuf> {
+    build_executable(profile, "xtask", "--example", "bench_worker")
+}
+
+/// Build the `upramp` binary (package `upramp`, `crates/cli`) with the given cargo profile and return
+/// its executable. Built on its own, not together with the worker, so cargo resolves its features
+/// exactly as for a plain `cargo build -p upramp`.
+pub fn build_cli(profile: &str) -> anyhow::Result<PathBuf> {
+    build_executable(profile, "upramp", "--bin", "upramp")
+}
+
+/// `cargo build -p PACKAGE KIND NAME --profile PROFILE`, returning the executable cargo reports.
+fn build_executable(
+    profile: &str,
+    package: &str,
+    kind: &str,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
     let output = Command::new(cargo())
-        .args([
-            "build",
-            "-p",
-            "xtask",
-            "--example",
-            "bench_worker",
-            "--profile",
-            profile,
-        ])
+        .args(["build", "-p", package, kind, name, "--profile", profile])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(workspace_root())
         .stderr(Stdio::inherit())
         .output()
-        .context("cannot run `cargo build` for the bench worker")?;
+        .with_context(|| format!("cannot run `cargo build` for {name}"))?;
     if !output.status.success() {
         bail!(
-            "building the bench worker ({profile} profile) failed with {}",
+            "building {name} ({profile} profile) failed with {}",
             output.status
         );
     }
-    executable_from_messages(&String::from_utf8_lossy(&output.stdout), "bench_worker")
-        .context("`cargo build` reported no bench_worker executable")
+    executable_from_messages(&String::from_utf8_lossy(&output.stdout), name)
+        .with_context(|| format!("`cargo build` reported no {name} executable"))
 }
 
 /// The `executable` of the artifact named `name` in cargo's JSON build messages.
@@ -230,6 +239,15 @@ pub fn parse_stat_cpu_secs(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// Environment changes for a measured command, on top of the orchestrator's own environment.
+#[derive(Debug, Clone, Default)]
+pub struct ChildEnv {
+    /// Variables removed first (so a caller's shell cannot change what is measured).
+    pub remove: Vec<String>,
+    /// Variables then set.
+    pub set: Vec<(String, String)>,
+}
+
 /// Run `program args...` as the only child of `worker rusage`, which reports its peak RSS and CPU
 /// from `getrusage(RUSAGE_CHILDREN)`.
 pub fn measure(
@@ -238,12 +256,28 @@ pub fn measure(
     program: &Path,
     args: &[String],
 ) -> anyhow::Result<RusageReport> {
-    let output = Command::new(worker)
+    measure_with_env(worker, key, program, args, &ChildEnv::default())
+}
+
+/// [`measure`] with environment changes, which the measured command inherits through the worker.
+pub fn measure_with_env(
+    worker: &Path,
+    key: &str,
+    program: &Path,
+    args: &[String],
+    env: &ChildEnv,
+) -> anyhow::Result<RusageReport> {
+    let mut command = Command::new(worker);
+    for name in &env.remove {
+        command.env_remove(name);
+    }
+    let output = command
         .arg("rusage")
         .arg("--")
         .arg(program)
         .args(args)
         .env(KEY_ENV, key)
+        .envs(env.set.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

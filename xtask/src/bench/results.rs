@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::machine::Machine;
 
 /// Version of the `results.json` layout; bump it when a field changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `cli_throughput` (scenario 2b) and the `skipped` status of a scenario left out by `--only`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -30,8 +32,10 @@ pub struct BenchResults {
     pub worker_profile: String,
     /// Scenario 1: peak RSS of one upload per size and path.
     pub memory: Scenario<MemoryResults>,
-    /// Scenario 2: many small files with added latency, async against sync.
+    /// Scenario 2: many small files with added latency, async against sync, through the library.
     pub throughput: Scenario<ThroughputResults>,
+    /// Scenario 2b: the same kind of batch through the release `upramp upload` command, per path.
+    pub cli_throughput: Scenario<CliThroughputResults>,
     /// Scenario 3: one large upload against curl and a raw TCP copy.
     pub large_upload: Scenario<LargeUploadResults>,
     /// Scenario 4: open-loop arrivals above the sync path's capacity, with a deadline.
@@ -56,7 +60,8 @@ pub enum Mode {
     Quick,
 }
 
-/// A scenario either measured something or failed to run; a failure is recorded, never a number.
+/// A scenario either measured something, failed to run, or was not selected; a failure is recorded,
+/// never a number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Scenario<T> {
@@ -67,6 +72,8 @@ pub enum Scenario<T> {
         /// One line naming what failed.
         error: String,
     },
+    /// The scenario was left out of this run by `--only`.
+    Skipped,
 }
 
 impl<T> Scenario<T> {
@@ -74,8 +81,13 @@ impl<T> Scenario<T> {
     pub fn measured(&self) -> Option<&T> {
         match self {
             Self::Measured(value) => Some(value),
-            Self::Failed { .. } => None,
+            Self::Failed { .. } | Self::Skipped => None,
         }
+    }
+
+    /// Whether the scenario was selected and could not run.
+    pub fn failed(&self) -> bool {
+        matches!(self, Self::Failed { .. })
     }
 
     /// Record an error as a failed scenario.
@@ -132,6 +144,41 @@ pub struct ThroughputResults {
     pub sync_secs: f64,
     /// `sync_secs / async_secs`.
     pub speedup: f64,
+}
+
+/// Scenario 2b figures: `upramp upload` over the same files once per path, each command timed whole
+/// (process start to exit), against a stand-in in its own process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CliThroughputResults {
+    /// The command line, without the file list, the base URL and the flag environment.
+    pub command: String,
+    /// Number of files on the command line.
+    pub files: u64,
+    /// Size of each file.
+    pub file_bytes: u64,
+    /// Latency the stand-in added to every request.
+    pub added_latency_ms: u64,
+    /// `--concurrency` (async uploads in flight; the CLI's sync path stays one at a time).
+    pub concurrency: usize,
+    /// The run with `ASYNC_UPLOAD_ROLLOUT=100`: every file on the async path.
+    pub async_run: CliRun,
+    /// The run with `ASYNC_UPLOAD_ROLLOUT=0`: every file on the sync path.
+    pub sync_run: CliRun,
+    /// `sync_run.wall_secs / async_run.wall_secs`.
+    pub speedup: f64,
+}
+
+/// One timed `upramp upload` command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CliRun {
+    /// Wall seconds of the whole process, spawn to exit.
+    pub wall_secs: f64,
+    /// CPU seconds (user + system) of the process.
+    pub cpu_secs: f64,
+    /// Peak RSS of the process.
+    pub peak_rss_kib: u64,
+    /// HTTP attempts over all receipts (equal to the file count when nothing was retried).
+    pub attempts: u64,
 }
 
 /// One transfer of the large file.
@@ -289,6 +336,10 @@ fn reduction(smaller: f64, larger: f64) -> f64 {
 /// as flat: a quarter of the 16 MiB budget, far below the 99 MB the file grows by.
 pub const FLAT_TOLERANCE_KIB: u64 = 4 * 1024;
 
+/// Issue 5's goal for `upramp upload`: the async path at least this many times faster than the sync
+/// path on the same files.
+pub const CLI_SPEEDUP_GOAL: f64 = 10.0;
+
 /// Judge the project's goals on the measured figures. A figure that was not measured gives `met: None`.
 pub fn judge_goals(results: &BenchResults) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -361,6 +412,20 @@ pub fn judge_goals(results: &BenchResults) -> Vec<Check> {
         statement: "throughput at least 20x sync (many files, added latency)".to_owned(),
         measured: throughput.map_or_else(not_measured, |t| format!("{:.1}x", t.speedup)),
         met: throughput.map(|t| t.speedup >= 20.0),
+    });
+
+    let cli = results.cli_throughput.measured();
+    checks.push(Check {
+        statement: format!(
+            "`upramp upload` async at least {CLI_SPEEDUP_GOAL:.0}x sync (many files, added latency)"
+        ),
+        measured: cli.map_or_else(not_measured, |c| {
+            format!(
+                "{:.1}x ({:.2} s vs {:.2} s)",
+                c.speedup, c.async_run.wall_secs, c.sync_run.wall_secs
+            )
+        }),
+        met: cli.map(|c| c.speedup >= CLI_SPEEDUP_GOAL),
     });
 
     let vs_curl = results
@@ -523,6 +588,12 @@ pub fn render_table(results: &BenchResults) -> String {
     let failed = |rows: &mut Vec<Vec<String>>, name: &str, error: &str| {
         rows.push(vec![name.to_owned(), format!("FAILED: {error}")]);
     };
+    let skipped = |rows: &mut Vec<Vec<String>>, name: &str| {
+        rows.push(vec![
+            name.to_owned(),
+            "skipped (not selected by --only)".to_owned(),
+        ]);
+    };
     match &results.memory {
         Scenario::Measured(mem) => {
             rows.push(vec![
@@ -542,6 +613,7 @@ pub fn render_table(results: &BenchResults) -> String {
             }
         }
         Scenario::Failed { error } => failed(&mut rows, "memory", error),
+        Scenario::Skipped => skipped(&mut rows, "memory"),
     }
     match &results.throughput {
         Scenario::Measured(t) => {
@@ -565,6 +637,30 @@ pub fn render_table(results: &BenchResults) -> String {
             ]);
         }
         Scenario::Failed { error } => failed(&mut rows, "throughput", error),
+        Scenario::Skipped => skipped(&mut rows, "throughput"),
+    }
+    match &results.cli_throughput {
+        Scenario::Measured(c) => {
+            rows.push(vec![
+                "cli".to_owned(),
+                format!(
+                    "`upramp upload` {} x {}, +{} ms, --concurrency {}",
+                    c.files,
+                    size_label(c.file_bytes),
+                    c.added_latency_ms,
+                    c.concurrency
+                ),
+                format!("{:.2} s", c.async_run.wall_secs),
+                format!("{:.2} s", c.sync_run.wall_secs),
+            ]);
+            rows.push(vec![
+                "cli".to_owned(),
+                "speedup (sync / async wall time)".to_owned(),
+                format!("{:.1}x", c.speedup),
+            ]);
+        }
+        Scenario::Failed { error } => failed(&mut rows, "cli", error),
+        Scenario::Skipped => skipped(&mut rows, "cli"),
     }
     match &results.large_upload {
         Scenario::Measured(l) => {
@@ -588,6 +684,7 @@ pub fn render_table(results: &BenchResults) -> String {
             ]);
         }
         Scenario::Failed { error } => failed(&mut rows, "large", error),
+        Scenario::Skipped => skipped(&mut rows, "large"),
     }
     match &results.latency {
         Scenario::Measured(l) => {
@@ -635,6 +732,7 @@ pub fn render_table(results: &BenchResults) -> String {
             ]);
         }
         Scenario::Failed { error } => failed(&mut rows, "latency", error),
+        Scenario::Skipped => skipped(&mut rows, "latency"),
     }
     match &results.flag_eval {
         Scenario::Measured(f) => {
@@ -647,6 +745,7 @@ pub fn render_table(results: &BenchResults) -> String {
             }
         }
         Scenario::Failed { error } => failed(&mut rows, "flags", error),
+        Scenario::Skipped => skipped(&mut rows, "flags"),
     }
     match &results.validate {
         Scenario::Measured(v) => rows.push(vec![
@@ -660,6 +759,7 @@ pub fn render_table(results: &BenchResults) -> String {
             format!("{:.1} s", v.wall_secs),
         ]),
         Scenario::Failed { error } => failed(&mut rows, "validate", error),
+        Scenario::Skipped => skipped(&mut rows, "validate"),
     }
     out.push_str(&render_columns(&rows));
 
@@ -730,6 +830,27 @@ mod tests {
                 async_secs: 0.6,
                 sync_secs: 12.0,
                 speedup: 20.0,
+            }),
+            cli_throughput: Scenario::Measured(CliThroughputResults {
+                command: "upramp upload --provider kimi --key-env UPRAMP_BENCH_API_KEY --concurrency 64 --json"
+                    .to_owned(),
+                files: 100,
+                file_bytes: 1_000_000,
+                added_latency_ms: 50,
+                concurrency: 64,
+                async_run: CliRun {
+                    wall_secs: 0.35,
+                    cpu_secs: 0.3,
+                    peak_rss_kib: 21_000,
+                    attempts: 100,
+                },
+                sync_run: CliRun {
+                    wall_secs: 5.6,
+                    cpu_secs: 0.5,
+                    peak_rss_kib: 40_000,
+                    attempts: 100,
+                },
+                speedup: 16.0,
             }),
             large_upload: Scenario::Measured(LargeUploadResults {
                 file_bytes: 500_000_000,
@@ -829,8 +950,9 @@ mod tests {
         let results = sample();
         let verdicts: Vec<Option<bool>> = results.goals.iter().map(|c| c.met).collect();
         // 9.5 MiB max, 2.5 MiB above idle, +0.5 MiB growth, 95% below sync, sync >= file,
-        // 20x, 0.95x curl.
-        assert_eq!(verdicts, vec![Some(true); 7]);
+        // 20x, CLI 16x, 0.95x curl.
+        assert_eq!(verdicts, vec![Some(true); 8]);
+        assert_eq!(results.goals[6].measured, "16.0x (0.35 s vs 5.60 s)");
     }
 
     #[test]
@@ -842,10 +964,11 @@ mod tests {
         results.throughput = Scenario::Failed {
             error: "no stand-in".to_owned(),
         };
+        results.cli_throughput = Scenario::Skipped;
         let goals = judge_goals(&results);
-        assert!(goals[..6].iter().all(|c| c.met.is_none()));
-        assert!(goals[..6].iter().all(|c| c.measured == "not measured"));
-        assert_eq!(goals[6].met, Some(true));
+        assert!(goals[..7].iter().all(|c| c.met.is_none()));
+        assert!(goals[..7].iter().all(|c| c.measured == "not measured"));
+        assert_eq!(goals[7].met, Some(true));
     }
 
     #[test]
@@ -863,6 +986,32 @@ mod tests {
             r
         })
         .contains("MISSED"));
+    }
+
+    #[test]
+    fn cli_speedup_below_ten_is_missed() {
+        let mut results = sample();
+        if let Scenario::Measured(c) = &mut results.cli_throughput {
+            c.speedup = 9.9;
+        }
+        let cli_goal = &judge_goals(&results)[6];
+        assert!(cli_goal
+            .statement
+            .starts_with("`upramp upload` async at least 10x sync"));
+        assert_eq!(cli_goal.met, Some(false));
+    }
+
+    #[test]
+    fn skipped_scenarios_are_shown_and_are_not_failures() {
+        let mut results = sample();
+        results.memory = Scenario::Skipped;
+        assert!(!results.memory.failed());
+        assert!(results.memory.measured().is_none());
+        assert!(results.validate.failed());
+        let table = render_table(&results);
+        assert!(table.contains("memory      skipped (not selected by --only)"));
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["memory"], serde_json::json!({ "status": "skipped" }));
     }
 
     #[test]
