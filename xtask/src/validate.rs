@@ -154,9 +154,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     // The process-wide recorder: the uploaders' and the controllers' metrics, rendered at the end.
     let metrics = upramp_telemetry::install().context("installing the metrics recorder")?;
-    // One thread drives the clients, as one service instance's event loop would; the stand-ins run on
-    // their own thread (the engine's), the sync legs on the blocking pool.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The clients' runtime, as a service instance's would be: a worker per core. The stand-ins run on
+    // a thread of their own (the engine starts it), the sync legs on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

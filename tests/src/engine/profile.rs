@@ -48,7 +48,7 @@ impl Profile {
             tick: Duration::from_secs(6 * 3600),
             window: Duration::from_secs(5 * 86_400),
             window_slices: 120,
-            workers: 4,
+            workers: 12,
             returning_keys: if quick { 2_000 } else { 4_000 },
             returning_share: 0.2,
             margin: if quick { 1.1 } else { 1.25 },
