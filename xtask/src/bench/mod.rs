@@ -812,7 +812,10 @@ fn validate(plan: &Plan, out_dir: &Path) -> anyhow::Result<ValidateResults> {
         .stderr(Stdio::inherit())
         .status()
         .context("cannot run `cargo build --release --package xtask`")?;
-    ensure!(built.success(), "building xtask for `{command}` failed with {built}");
+    ensure!(
+        built.success(),
+        "building xtask for `{command}` failed with {built}"
+    );
     let started = Instant::now();
     let status = Command::new(process::cargo())
         .arg("xtask")
