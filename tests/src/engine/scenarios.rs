@@ -295,11 +295,9 @@ async fn latency(
     let forgiven = run
         .plan
         .stages
-        .get(3)
+        .get(controller.state().stage_index())
         .map_or(0, |stage| stage.gates.min_p99_excess_ms);
-    let delay = sync_p99
-        .mul_f64(LATENCY_FACTOR)
-        .max(Duration::from_millis(2 * forgiven));
+    let delay = latency_delay(sync_p99, forgiven);
     let spec = format!("latency:{}ms@async", delay.as_millis().max(1));
     world.set_faults(&faults(&spec)?);
     let fault_start = world.hours();
@@ -467,31 +465,7 @@ async fn restart(
         .get(before.stage_index)
         .map_or(0.0, |s| s.min_bake.as_secs_f64() / 3600.0);
     let since_restart = after(&world.decisions, restarted);
-    let bake_kept = match ended {
-        Some((DecisionKind::Advance | DecisionKind::Complete, at)) => Check {
-            name: "bake_time_kept".to_owned(),
-            passed: at - stage_started >= min_bake_hours,
-            detail: format!(
-                "advanced {:.0} h after the stage began (minimum bake {:.0} h), counting the time before the restart",
-                at - stage_started,
-                min_bake_hours
-            ),
-        },
-        Some((kind, at)) => Check {
-            name: "bake_time_kept".to_owned(),
-            passed: false,
-            detail: format!(
-                "{} {:.0} h after the stage began instead of advancing",
-                kind.as_str(),
-                at - stage_started
-            ),
-        },
-        None => Check {
-            name: "bake_time_kept".to_owned(),
-            passed: false,
-            detail: "never advanced after the restart".to_owned(),
-        },
-    };
+    let bake_kept = bake_time_kept(ended, stage_started, min_bake_hours);
     let checks = vec![
         checks::resumed_in_place(&before, &after_restart),
         checks::no_rollback(&since_restart),
@@ -601,4 +575,77 @@ async fn low_traffic(
         observed,
         checks,
     ))
+}
+
+/// The delay added to async responses in the latency scenario: at least [`LATENCY_FACTOR`] times the
+/// sync p99, and at least twice the excess (`forgiven_ms`) the p99 gate treats as jitter.
+fn latency_delay(sync_p99: Duration, forgiven_ms: u64) -> Duration {
+    sync_p99
+        .mul_f64(LATENCY_FACTOR)
+        .max(Duration::from_millis(2 * forgiven_ms))
+}
+
+/// Whether the restarted controller's first non-hold decision was an advance after the full bake,
+/// counting the time before the restart. `ended` is that decision's kind and time (hours).
+fn bake_time_kept(
+    ended: Option<(DecisionKind, f64)>,
+    stage_started: f64,
+    min_bake_hours: f64,
+) -> Check {
+    let (passed, detail) = match ended {
+        Some((DecisionKind::Advance | DecisionKind::Complete, at)) => (
+            at - stage_started >= min_bake_hours,
+            format!(
+                "advanced {:.0} h after the stage began (minimum bake {min_bake_hours:.0} h), counting the \
+                 time before the restart",
+                at - stage_started
+            ),
+        ),
+        Some((kind, at)) => (
+            false,
+            format!(
+                "{} {:.0} h after the stage began instead of advancing",
+                kind.as_str(),
+                at - stage_started
+            ),
+        ),
+        None => (false, "never advanced after the restart".to_owned()),
+    };
+    Check {
+        name: "bake_time_kept".to_owned(),
+        passed,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_delay_is_three_times_the_sync_p99_or_twice_the_forgiven_excess() {
+        // Release build, fast loopback: 3x a 2.8 ms p99 would hide inside the gate's 10 ms allowance.
+        assert_eq!(
+            latency_delay(Duration::from_micros(2_800), 10),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            latency_delay(Duration::from_millis(12), 10),
+            Duration::from_millis(36)
+        );
+    }
+
+    #[test]
+    fn only_an_advance_after_the_full_bake_keeps_the_bake_time() {
+        assert!(bake_time_kept(Some((DecisionKind::Advance, 80.0)), 0.0, 72.0).passed);
+        assert!(!bake_time_kept(Some((DecisionKind::Advance, 50.0)), 0.0, 72.0).passed);
+        let rolled_back = bake_time_kept(Some((DecisionKind::Rollback, 80.0)), 0.0, 72.0);
+        assert!(!rolled_back.passed);
+        assert!(
+            rolled_back.detail.starts_with("rollback 80 h"),
+            "{}",
+            rolled_back.detail
+        );
+        assert!(!bake_time_kept(None, 0.0, 72.0).passed);
+    }
 }
