@@ -38,4 +38,6 @@ mod standin;
 pub use error::HarnessError;
 pub use fault::{FaultPlan, FaultSpecError};
 pub use flavor::{Flavor, UnknownFlavor};
-pub use standin::{StandIn, StandInConfig, StandInStats, StoredFile, DEFAULT_API_KEY};
+pub use standin::{
+    StandIn, StandInConfig, StandInStats, StoredFile, DEFAULT_API_KEY, DEFAULT_CONTENT_BYTES,
+};

@@ -411,3 +411,74 @@ async fn ids_are_unique_and_follow_the_seed() {
     unique.dedup();
     assert_eq!(unique.len(), 5);
 }
+
+#[tokio::test]
+async fn content_keeps_the_configured_head_of_each_file() {
+    let body: Vec<u8> = (0..70_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for (config, kept) in [
+        (
+            StandInConfig::new(Flavor::Glm),
+            upramp_harness::DEFAULT_CONTENT_BYTES,
+        ),
+        (StandInConfig::new(Flavor::Glm).with_content_bytes(5), 5),
+    ] {
+        let stand_in = StandIn::start(config).await.unwrap();
+        let (status, uploaded) =
+            status_and_json(upload(&stand_in, "big.jsonl", "batch", body.clone()).await).await;
+        assert_eq!(status, 200);
+        let id = uploaded["id"].as_str().unwrap();
+        let content = client()
+            .get(format!("{}/files/{id}/content", stand_in.base_url()))
+            .bearer_auth(stand_in.api_key())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(content.as_ref(), &body[..kept]);
+        // The hash and size cover the whole file, whatever is kept.
+        let stored = stand_in.stored_files();
+        assert_eq!(stored[0].bytes, body.len() as u64);
+        assert_eq!(stored[0].sha256, hex::encode(Sha256::digest(&body)));
+        stand_in.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn stored_files_since_returns_each_file_once_across_deletes() {
+    let stand_in = start(Flavor::Glm).await;
+    for index in 0..3 {
+        upload(
+            &stand_in,
+            &format!("{index}.jsonl"),
+            "batch",
+            b"{}".to_vec(),
+        )
+        .await;
+    }
+    let (first, cursor) = stand_in.stored_files_since(0);
+    assert_eq!(first.len(), 3);
+    assert_eq!(stand_in.stored_files_since(cursor).0, Vec::new());
+
+    let deleted = client()
+        .delete(format!("{}/files/{}", stand_in.base_url(), first[1].id))
+        .bearer_auth(stand_in.api_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    upload(&stand_in, "3.jsonl", "batch", b"{}".to_vec()).await;
+    let (fresh, next) = stand_in.stored_files_since(cursor);
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].filename, "3.jsonl");
+    assert!(next > cursor);
+    // From the start: the survivors and the new file, in upload order.
+    let names: Vec<String> = stand_in
+        .stored_files_since(0)
+        .0
+        .into_iter()
+        .map(|file| file.filename)
+        .collect();
+    assert_eq!(names, ["0.jsonl", "2.jsonl", "3.jsonl"]);
+}

@@ -32,6 +32,12 @@ use crate::request::{Endpoint, RequestOptions};
 /// misbehaving server cannot make a sync call hold unbounded memory.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Idle connections kept per host: enough for a fleet of sync threads sharing one client.
+const IDLE_CONNECTIONS_PER_HOST: usize = 64;
+
+/// Idle connections kept in all.
+const IDLE_CONNECTIONS: usize = 256;
+
 /// The blocking HTTP agent (connection pool) shared by clones of one client.
 pub(crate) struct BlockingAgent {
     agent: ureq::Agent,
@@ -45,6 +51,11 @@ impl BlockingAgent {
             .http_status_as_error(false)
             // A file API never redirects an upload; a redirect is an answer to report, not to follow.
             .max_redirects(0)
+            // ureq keeps 3 idle connections per host by default: a legacy fleet of a dozen blocking
+            // threads then opened a new connection for one request in six. Keep one per thread, as
+            // the async client (which bounds nothing) does.
+            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
+            .max_idle_connections(IDLE_CONNECTIONS)
             .build();
         let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), LiteralFirstResolver);
         BlockingAgent { agent }

@@ -530,3 +530,42 @@ async fn blocking_transport_resolves_host_names_as_well_as_ip_literals() {
     assert_eq!(stored.bytes, 5_000);
     assert_eq!(stand_in.stored_files().len(), 1);
 }
+
+/// A fleet of sync threads sharing one blocking client keeps a connection per thread alive, rather
+/// than reconnecting whenever more than a few were busy at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_fleet_reuses_one_connection_per_thread() {
+    const THREADS: usize = 8;
+    let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm))
+        .await
+        .unwrap();
+    let blocking = client(&stand_in, ProviderKind::Glm).blocking();
+    let rounds = tokio::task::spawn_blocking(move || {
+        let barrier = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let (blocking, barrier) = (blocking.clone(), &barrier);
+                scope.spawn(move || {
+                    for round in 0..3 {
+                        // Every thread sends at the same moment, so all of them hold a connection.
+                        barrier.wait();
+                        let data = payload(4_096, (thread * 3 + round) as u8);
+                        let name = format!("t{thread}-r{round}.jsonl");
+                        blocking
+                            .upload(meta(&name, "batch", data.len()), data)
+                            .unwrap();
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+    });
+    rounds.await.unwrap();
+    let stats = stand_in.stats();
+    assert_eq!(stats.uploads_accepted, 3 * THREADS as u64);
+    assert!(
+        stats.connections <= THREADS as u64,
+        "{} connections for {THREADS} threads",
+        stats.connections
+    );
+}

@@ -1,7 +1,6 @@
 //! One validation world: Kimi and GLM stand-ins, an uploader per provider sharing one flag store, the
 //! telemetry observers, and the production controller on a simulated clock.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -219,7 +218,8 @@ pub(crate) struct World {
     profile: Profile,
     pub(crate) state_dir: tempfile::TempDir,
     pub(crate) decisions: Vec<DecisionRecord>,
-    seen_stored: BTreeSet<(Provider, String)>,
+    /// Per stand-in, where [`World::new_stored_files`] left off.
+    stored_cursors: Vec<u64>,
     servers: tokio::runtime::Handle,
 }
 
@@ -263,7 +263,9 @@ impl World {
             let config = StandInConfig::new(flavor)
                 .with_seed(seed.wrapping_add(i as u64))
                 // Validation never deletes; the Kimi account cap would otherwise refuse uploads.
-                .with_max_files(usize::MAX);
+                .with_max_files(usize::MAX)
+                // Validation never reads `/content`; 64 KiB of each of ~60,000 files would be gigabytes.
+                .with_content_bytes(4 * 1024);
             let stand_in = servers
                 .spawn(StandIn::start(config))
                 .await
@@ -315,7 +317,7 @@ impl World {
             profile: profile.clone(),
             state_dir,
             decisions: Vec::new(),
-            seen_stored: BTreeSet::new(),
+            stored_cursors: vec![0; Provider::ALL.len()],
             servers: servers.clone(),
         })
     }
@@ -510,17 +512,15 @@ impl World {
     /// Files stored on the stand-ins since the last call.
     pub(crate) fn new_stored_files(&mut self) -> Vec<StoredRecord> {
         let mut fresh = Vec::new();
-        for (provider, stand_in) in &self.stand_ins {
-            for file in stand_in.stored_files() {
-                if self.seen_stored.insert((*provider, file.id.clone())) {
-                    fresh.push(StoredRecord {
-                        provider: *provider,
-                        id: file.id,
-                        bytes: file.bytes,
-                        sha256: file.sha256,
-                    });
-                }
-            }
+        for ((provider, stand_in), cursor) in self.stand_ins.iter().zip(&mut self.stored_cursors) {
+            let (files, next) = stand_in.stored_files_since(*cursor);
+            *cursor = next;
+            fresh.extend(files.into_iter().map(|file| StoredRecord {
+                provider: *provider,
+                id: file.id,
+                bytes: file.bytes,
+                sha256: file.sha256,
+            }));
         }
         fresh
     }

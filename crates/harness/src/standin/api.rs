@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::server::ConnControl;
-use super::{lock, Entry, Shared, StoredFile, HEAD_BYTES};
+use super::{lock, Entry, Shared, StoredFile};
 use crate::fault::{FaultDecision, InjectedFault, PathTarget};
 use crate::flavor::Flavor;
 
@@ -330,19 +330,20 @@ fn purposes_hint(flavor: Flavor) -> &'static str {
     }
 }
 
-/// A file part as it streams in: size, hash and the first [`HEAD_BYTES`].
+/// A file part as it streams in: size, hash and the first `head_limit` bytes.
 struct Received {
     filename: Option<String>,
     bytes: u64,
     hasher: Sha256,
     head: BytesMut,
+    head_limit: usize,
 }
 
 impl Received {
     fn push(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
         self.hasher.update(chunk);
-        let room = HEAD_BYTES.saturating_sub(self.head.len());
+        let room = self.head_limit.saturating_sub(self.head.len());
         self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
     }
 }
@@ -449,7 +450,14 @@ async fn receive_upload(
                     filename,
                     bytes: 0,
                     hasher: Sha256::new(),
-                    head: BytesMut::new(),
+                    // Sized once from the declared body length, which bounds the file part: a head
+                    // grown chunk by chunk reallocated and copied it several times per upload.
+                    head: BytesMut::with_capacity(declared.map_or(0, |length| {
+                        usize::try_from(length).map_or(shared.content_bytes, |length| {
+                            length.min(shared.content_bytes)
+                        })
+                    })),
+                    head_limit: shared.content_bytes,
                 };
                 loop {
                     match field.chunk().await {
@@ -524,6 +532,7 @@ async fn receive_upload(
             );
             return Outcome::Respond(bad_request(flavor, "", &message));
         }
+        let seq = store.next_seq;
         let stored = StoredFile {
             id: store.new_id(flavor),
             filename,
@@ -533,6 +542,7 @@ async fn receive_upload(
             created_at: unix_now(),
         };
         store.files.push(Entry {
+            seq,
             file: stored.clone(),
             head: file.head.freeze(),
         });

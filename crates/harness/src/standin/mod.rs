@@ -36,10 +36,17 @@ pub struct StandInConfig {
     pub seed: u64,
     /// Kimi's file-count cap (the contract's 1,000 per account); GLM ignores it.
     pub max_files: usize,
+    /// Bytes of each stored file kept for `/content` ([`DEFAULT_CONTENT_BYTES`] by default).
+    pub content_bytes: usize,
 }
 
+/// Bytes of each stored file kept for `/content` unless [`StandInConfig::with_content_bytes`] says
+/// otherwise.
+pub const DEFAULT_CONTENT_BYTES: usize = 64 * 1024;
+
 impl StandInConfig {
-    /// Defaults for `flavor`: loopback port 0, key [`DEFAULT_API_KEY`], no faults, seed 0, 1,000 files.
+    /// Defaults for `flavor`: loopback port 0, key [`DEFAULT_API_KEY`], no faults, seed 0, 1,000 files,
+    /// 64 KiB of each file kept for `/content`.
     pub fn new(flavor: Flavor) -> Self {
         Self {
             flavor,
@@ -48,6 +55,7 @@ impl StandInConfig {
             faults: FaultPlan::none(),
             seed: 0,
             max_files: 1_000,
+            content_bytes: DEFAULT_CONTENT_BYTES,
         }
     }
 
@@ -80,6 +88,13 @@ impl StandInConfig {
         self.max_files = max_files;
         self
     }
+
+    /// Keep the first `bytes` of each stored file for `/content`. A run of tens of thousands of
+    /// uploads that never reads `/content` keeps its memory (and its page faults) down with less.
+    pub fn with_content_bytes(mut self, bytes: usize) -> Self {
+        self.content_bytes = bytes;
+        self
+    }
 }
 
 impl fmt::Debug for StandInConfig {
@@ -91,6 +106,7 @@ impl fmt::Debug for StandInConfig {
             .field("faults", &self.faults.to_string())
             .field("seed", &self.seed)
             .field("max_files", &self.max_files)
+            .field("content_bytes", &self.content_bytes)
             .finish()
     }
 }
@@ -115,6 +131,8 @@ pub struct StoredFile {
 /// Counters of what a stand-in saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StandInStats {
+    /// TCP connections accepted (a client that keeps its connections alive opens few).
+    pub connections: u64,
     /// Requests received, all routes.
     pub requests: u64,
     /// Requests by route: `upload`, `list`, `retrieve`, `content`, `delete`, `unknown`.
@@ -159,7 +177,7 @@ pub struct StandInStats {
 ///   the body is read, and the limit is enforced again while streaming; such a rejection closes the
 ///   connection. Other rejections read the rest of the body first so the client sees the answer.
 /// - Bodies are streamed through `multer` and never held whole: each stored file keeps its size, SHA-256
-///   and first 64 KiB, which is what `/content` returns (Kimi: `text/plain` extracted text; GLM
+///   and first [`StandInConfig::content_bytes`] (64 KiB by default), which is what `/content` returns (Kimi: `text/plain` extracted text; GLM
 ///   `file-extract`: `{"content","file_type","filename","title","type":"file"}`; other GLM purposes: the
 ///   bytes as `application/octet-stream`).
 /// - `created_at` is the wall clock's Unix seconds; ids are unique and derived from the seed.
@@ -232,6 +250,32 @@ impl StandIn {
             .collect()
     }
 
+    /// Files stored since `cursor`, oldest first, and the cursor to pass next time. Start from 0.
+    /// A caller that polls sees each file once, without copying the whole store on every poll.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use upramp_harness::{Flavor, StandIn, StandInConfig};
+    ///
+    /// let stand_in = StandIn::start(StandInConfig::new(Flavor::Kimi)).await.unwrap();
+    /// let (fresh, cursor) = stand_in.stored_files_since(0);
+    /// assert!(fresh.is_empty());
+    /// assert_eq!(stand_in.stored_files_since(cursor).0.len(), 0);
+    /// stand_in.shutdown().await;
+    /// # });
+    /// ```
+    pub fn stored_files_since(&self, cursor: u64) -> (Vec<StoredFile>, u64) {
+        let store = lock(&self.shared.store);
+        // Entries stay in upload order (deletes remove, never reorder), so their sequence numbers
+        // are sorted.
+        let first = store.files.partition_point(|entry| entry.seq < cursor);
+        let fresh = store.files[first..]
+            .iter()
+            .map(|entry| entry.file.clone())
+            .collect();
+        (fresh, store.next_seq)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> StandInStats {
         lock(&self.shared.stats).clone()
@@ -268,6 +312,7 @@ struct Shared {
     flavor: Flavor,
     api_key: String,
     max_files: usize,
+    content_bytes: usize,
     faults: Mutex<FaultPlan>,
     fault_rng: Mutex<ChaCha8Rng>,
     store: Mutex<Store>,
@@ -281,6 +326,7 @@ impl Shared {
             flavor: config.flavor,
             api_key: config.api_key.clone(),
             max_files: config.max_files,
+            content_bytes: config.content_bytes,
             faults: Mutex::new(config.faults.clone()),
             fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             store: Mutex::new(Store {
@@ -330,9 +376,6 @@ impl Shared {
     }
 }
 
-/// Bytes of each file kept for `/content`.
-const HEAD_BYTES: usize = 64 * 1024;
-
 struct Store {
     next_seq: u64,
     id_rng: ChaCha8Rng,
@@ -340,6 +383,8 @@ struct Store {
 }
 
 struct Entry {
+    /// Upload order: the sequence number in the file's id.
+    seq: u64,
     file: StoredFile,
     head: bytes::Bytes,
 }

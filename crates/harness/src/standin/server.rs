@@ -45,6 +45,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             () = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    shared.update_stats(|stats| stats.connections += 1);
                     connections.spawn(serve_connection(stream, Arc::clone(&shared)));
                 }
                 Err(err) => {
