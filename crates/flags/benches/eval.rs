@@ -45,6 +45,10 @@ fn bench_eval(c: &mut Criterion) {
     measure(&mut group, "store_siphash_50pct", &keys, |k| {
         store.evaluate(k).bucket
     });
+    let mut reader = store.reader();
+    measure(&mut group, "store_reader_siphash_50pct", &keys, |k| {
+        reader.evaluate(k).bucket
+    });
     measure(&mut group, "unleash_50pct", &keys, |k| {
         evaluate(&unleash, k).bucket
     });
@@ -56,7 +60,7 @@ fn measure(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     keys: &[String],
-    eval: impl Fn(&str) -> u32,
+    mut eval: impl FnMut(&str) -> u32,
 ) {
     // A power of two, so stepping through the keys costs a mask, not a division.
     assert!(keys.len().is_power_of_two());

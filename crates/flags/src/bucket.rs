@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher13;
 
+use crate::sip13::SaltedSip;
 use crate::{unleash, FlagConfig, Strategy};
 
 /// Number of buckets: one per thousandth of a percent.
@@ -63,6 +64,7 @@ fn rehashed_bucket(hasher: SipHasher13) -> u32 {
 
 /// Lemire's multiply-shift with rejection: `None` when the hash falls in the `2^64 mod 100000` values
 /// that would make some buckets one hash value more likely than others.
+#[inline]
 pub(crate) fn map_to_bucket(hash: u64) -> Option<u32> {
     let product = u128::from(hash) * u128::from(BUCKETS);
     let low = product as u64;
@@ -167,6 +169,7 @@ pub fn evaluate(flag: &FlagConfig, key: &str) -> Decision {
     decide(flag.enabled, bucket, inside)
 }
 
+#[inline]
 fn decide(enabled: bool, bucket: u32, inside: bool) -> Decision {
     let (path, reason) = if !enabled {
         (DecisionPath::Sync, Reason::Disabled)
@@ -199,14 +202,14 @@ fn decide(enabled: bool, bucket: u32, inside: bool) -> Decision {
 #[derive(Debug, Clone)]
 pub struct PreparedFlag {
     config: Arc<FlagConfig>,
-    salted: SipHasher13,
+    salted: SaltedSip,
 }
 
 impl PreparedFlag {
     /// Prepare `config`.
     pub fn new(config: impl Into<Arc<FlagConfig>>) -> Self {
         let config = config.into();
-        let salted = salted(&config.salt);
+        let salted = SaltedSip::new(&SIPHASH_KEY, &[config.salt.as_bytes(), &[SEPARATOR]]);
         PreparedFlag { config, salted }
     }
 
@@ -216,11 +219,14 @@ impl PreparedFlag {
     }
 
     /// Decide the path of `key`, as [`evaluate`] would. Does not allocate.
+    #[inline]
     pub fn evaluate(&self, key: &str) -> Decision {
         let flag = &*self.config;
         match flag.strategy {
             Strategy::SipHash => {
-                let bucket = bucket_after(self.salted, key);
+                let bucket = map_to_bucket(self.salted.hash(key.as_bytes()))
+                    // The reference implementation takes the (vanishingly rare) rehash path.
+                    .unwrap_or_else(|| bucket(&flag.salt, key));
                 decide(flag.enabled, bucket, flag.rollout.contains_bucket(bucket))
             }
             Strategy::Unleash => evaluate(flag, key),

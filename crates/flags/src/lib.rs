@@ -8,13 +8,15 @@
 //!   `timeout`, `strategy`). The upload flag is [`ASYNC_UPLOAD`].
 //! - [`bucket`] and [`evaluate`] → [`Decision`] `{ path, reason, bucket }`: which path a key takes and why.
 //! - [`PreparedFlag`]: a configuration with its salt hashed once, for evaluating many keys (what
-//!   [`FlagStore`] holds).
+//!   [`FlagStore`] holds). Its hash is a SipHash-1-3 specialised to resume after the salt; `siphasher`
+//!   remains the reference ([`bucket`], [`evaluate`]), and tests check the two agree bit for bit.
 //! - [`FlagSources`] resolves defaults < TOML file < environment < code [`Overrides`] into a
 //!   [`ResolvedFlag`] that records the [`Origin`] of every field; the environment is read through an
 //!   injectable [`EnvSource`].
 //! - [`FlagStore`]: a cheap-to-clone handle with lock-free [`snapshot`](FlagStore::snapshot)s, updated by
 //!   [`set_rollout`](FlagStore::set_rollout) / [`replace`](FlagStore::replace), reloaded from its file by
-//!   [`reload_now`](FlagStore::reload_now) or a [`watch_file`](FlagStore::watch_file) guard.
+//!   [`reload_now`](FlagStore::reload_now) or a [`watch_file`](FlagStore::watch_file) guard. A
+//!   [`FlagReader`] from [`reader`](FlagStore::reader) keeps its last snapshot for hot loops.
 //! - [`write_rollout_to_file`]: persist a new percentage with an atomic replace of the file.
 //! - [`unleash`]: the optional Unleash-compatible strategy (MurmurHash3), for teams keeping their cohorts.
 //!
@@ -97,6 +99,7 @@ mod config;
 mod flag;
 mod percent;
 mod persist;
+mod sip13;
 mod store;
 pub mod unleash;
 
@@ -111,4 +114,4 @@ pub use config::{
 pub use flag::{FlagConfig, Strategy, StrategyError, ASYNC_UPLOAD};
 pub use percent::{Percent, PercentError, PercentProblem};
 pub use persist::write_rollout_to_file;
-pub use store::{FlagStore, WatchGuard, WATCH_DEBOUNCE};
+pub use store::{FlagReader, FlagStore, WatchGuard, WATCH_DEBOUNCE};

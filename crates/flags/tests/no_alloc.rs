@@ -25,6 +25,8 @@ fn evaluation_does_not_allocate() {
 
     // arc-swap registers each thread on its first load; that one-time allocation is not per evaluation.
     store.evaluate("warm-up");
+    let mut reader = store.reader();
+    reader.evaluate("warm-up");
 
     let region = Region::new(GLOBAL);
     for key in &keys {
@@ -32,6 +34,7 @@ fn evaluation_does_not_allocate() {
         async_count += usize::from(evaluate(&unleash, key).bucket <= 37);
         async_count += usize::from(store.evaluate(key).bucket < 37_500);
         async_count += usize::from(prepared.evaluate(key).bucket < 37_500);
+        async_count += usize::from(reader.evaluate(key).bucket < 37_500);
         async_count += bucket("salt", key) as usize % 2;
     }
     let stats = region.change();

@@ -5,7 +5,8 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use upramp_flags::{
-    bucket, evaluate, DecisionPath, FlagConfig, Percent, PreparedFlag, Reason, Strategy, BUCKETS,
+    bucket, evaluate, DecisionPath, FlagConfig, FlagStore, Percent, PreparedFlag, Reason, Strategy,
+    BUCKETS,
 };
 
 fn flag(salt: &str, thousandths: u32, strategy: Strategy) -> FlagConfig {
@@ -63,7 +64,11 @@ proptest! {
     ) {
         let mut f = flag(&salt, p, strategy);
         f.enabled = enabled;
-        prop_assert_eq!(PreparedFlag::new(f.clone()).evaluate(&key), evaluate(&f, &key));
+        let expected = evaluate(&f, &key);
+        prop_assert_eq!(PreparedFlag::new(f.clone()).evaluate(&key), expected);
+        let store = FlagStore::new(f);
+        prop_assert_eq!(store.evaluate(&key), expected);
+        prop_assert_eq!(store.reader().evaluate(&key), expected);
     }
 
     #[test]
