@@ -278,47 +278,91 @@ async fn run_parts(
         .into_iter()
         .filter(|p| options.only.is_none_or(|only| only == *p))
         .collect();
+    let of = parts.len();
+    let run_part = |index: usize, part: Part| {
+        let corpus = corpus.clone();
+        async move {
+            progress.on(&ProgressEvent::Started { part, index, of });
+            let done = if part == Part::Stages {
+                let (reports, outcome) =
+                    stages::run(profile, corpus, seed, servers, progress).await?;
+                PartDone::Stages(reports, outcome)
+            } else {
+                let (report, outcome) =
+                    scenarios::run(part, profile, corpus, seed, servers, progress).await?;
+                PartDone::Scenario(report, outcome)
+            };
+            let (passed, summary) = match &done {
+                PartDone::Stages(reports, _) => (
+                    reports.iter().all(|s| s.passed),
+                    format!(
+                        "{} stages, last decision {}",
+                        reports.len(),
+                        reports.last().map_or("none", |s| s.decision.as_str())
+                    ),
+                ),
+                PartDone::Scenario(report, _) => (report.passed, report.observed.clone()),
+            };
+            progress.on(&ProgressEvent::Finished {
+                part,
+                passed,
+                summary: &summary,
+            });
+            Ok::<_, ValidateError>(done)
+        }
+    };
+
     let mut stages = Vec::new();
     let mut scenarios = Vec::new();
     let mut timeline = Vec::new();
     let (mut requests, mut bytes, mut hours) = (0u64, 0u64, 0.0f64);
-    for (i, part) in parts.iter().enumerate() {
-        progress.on(&ProgressEvent::Started {
-            part: *part,
-            index: i + 1,
-            of: parts.len(),
-        });
-        let (outcome, passed, summary) = if *part == Part::Stages {
-            let (reports, outcome) =
-                stages::run(profile, corpus.clone(), seed, servers, progress).await?;
-            let passed = reports.iter().all(|s| s.passed);
-            let summary = format!(
-                "{} stages, last decision {}",
-                reports.len(),
-                reports.last().map_or("none", |s| s.decision.as_str())
-            );
-            stages = reports;
-            (outcome, passed, summary)
-        } else {
-            let (report, outcome) =
-                scenarios::run(*part, profile, corpus.clone(), seed, servers, progress).await?;
-            let passed = report.passed;
-            let summary = report.observed.clone();
-            scenarios.push(report);
-            (outcome, passed, summary)
-        };
-        requests += outcome.requests;
-        bytes += outcome.bytes;
-        hours += outcome.hours;
-        timeline.push(outcome.panel);
-        progress.on(&ProgressEvent::Finished {
-            part: *part,
-            passed,
-            summary: &summary,
-        });
+    for batch in batches(&parts) {
+        let done =
+            futures::future::join_all(batch.iter().map(|(index, part)| run_part(*index, *part)))
+                .await;
+        for result in done {
+            let outcome = match result? {
+                PartDone::Stages(reports, outcome) => {
+                    stages = reports;
+                    outcome
+                }
+                PartDone::Scenario(report, outcome) => {
+                    scenarios.push(report);
+                    outcome
+                }
+            };
+            requests += outcome.requests;
+            bytes += outcome.bytes;
+            hours += outcome.hours;
+            timeline.push(outcome.panel);
+        }
     }
 
     Ok((stages, scenarios, timeline, (requests, bytes, hours)))
+}
+
+/// What one part produced.
+enum PartDone {
+    Stages(Vec<crate::report::StageReport>, PartOutcome),
+    Scenario(crate::report::ScenarioReport, PartOutcome),
+}
+
+/// The parts in run order, grouped into batches that run side by side, each part with its 1-based
+/// position. Every world is separate, so only the machine is shared. Parts whose expected outcome is a
+/// decisive rollback share it; every other part runs alone, because its checks (no rollback, an
+/// advance) rest on the p99 gate, which a busier machine makes noisier.
+fn batches(parts: &[Part]) -> Vec<Vec<(usize, Part)>> {
+    let shares = |part: Part| matches!(part, Part::AsyncBreaks | Part::Latency);
+    let mut batches: Vec<Vec<(usize, Part)>> = Vec::new();
+    for (i, part) in parts.iter().copied().enumerate() {
+        match batches.last_mut() {
+            Some(batch) if shares(part) && batch.iter().all(|(_, p)| shares(*p)) => {
+                batch.push((i + 1, part));
+            }
+            _ => batches.push(vec![(i + 1, part)]),
+        }
+    }
+    batches
 }
 
 /// Per-path numbers over the legs whose time lies in `[from, to)` hours.
@@ -418,5 +462,37 @@ pub(crate) fn panel(
         points,
         markers,
         spans,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_decisive_rollback_scenarios_share_the_machine() {
+        let names = |parts: &[Part]| -> Vec<Vec<&str>> {
+            batches(parts)
+                .into_iter()
+                .map(|batch| batch.into_iter().map(|(_, p)| p.name()).collect())
+                .collect()
+        };
+        assert_eq!(
+            names(&Part::ALL),
+            [
+                vec!["stages"],
+                vec!["async-breaks", "latency"],
+                vec!["outage"],
+                vec!["restart"],
+                vec!["low-traffic"],
+            ]
+        );
+        assert_eq!(names(&[Part::Latency]), [vec!["latency"]]);
+        let positions: Vec<usize> = batches(&Part::ALL)
+            .concat()
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(positions, [1, 2, 3, 4, 5, 6]);
     }
 }
