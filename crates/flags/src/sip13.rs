@@ -50,7 +50,7 @@ impl SaltedSip {
     }
 
     /// The SipHash-1-3 of the prefix followed by `message`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash(&self, message: &[u8]) -> u64 {
         let mut v = self.v;
         let length = self.length.wrapping_add(message.len());
