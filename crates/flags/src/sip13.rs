@@ -35,29 +35,35 @@ impl SaltedSip {
             pending: 0,
             length: 0,
         };
-        // Not on the hot path: a byte at a time is clearest.
-        for byte in prefix.iter().flat_map(|part| part.iter()) {
-            state.tail |= u64::from(*byte) << (8 * state.pending);
-            state.pending += 1;
-            state.length += 1;
-            if state.pending == 8 {
-                compress(&mut state.v, state.tail);
-                state.tail = 0;
-                state.pending = 0;
-            }
+        for part in prefix {
+            state.absorb(part);
         }
         state
+    }
+
+    /// Absorb `bytes` one at a time: the plain streaming form, for the prefix and for short keys,
+    /// neither of which is worth the word-at-a-time path.
+    fn absorb(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.tail |= u64::from(*byte) << (8 * self.pending);
+            self.pending += 1;
+            self.length = self.length.wrapping_add(1);
+            if self.pending == 8 {
+                compress(&mut self.v, self.tail);
+                self.tail = 0;
+                self.pending = 0;
+            }
+        }
     }
 
     /// The SipHash-1-3 of the prefix followed by `message`.
     #[inline(always)]
     pub(crate) fn hash(&self, message: &[u8]) -> u64 {
+        if message.len() < 8 {
+            return self.hash_short(message);
+        }
         let mut v = self.v;
         let length = self.length.wrapping_add(message.len());
-        if message.len() < 8 {
-            // Short keys: rare for routing keys, so the plain streaming form will do.
-            return hash_short(v, self.tail, self.pending, message, length);
-        }
         let mut rest = message;
         if self.pending > 0 {
             // The message's first 8 bytes shifted past the pending ones: the high bytes that do not
@@ -86,6 +92,14 @@ impl SaltedSip {
             .unwrap_or(0);
         finish(v, last | ((length as u64 & 0xff) << 56))
     }
+
+    /// Keys under 8 bytes: rare for routing keys, so the streaming form will do.
+    #[cold]
+    fn hash_short(&self, message: &[u8]) -> u64 {
+        let mut state = *self;
+        state.absorb(message);
+        finish(state.v, state.tail | ((state.length as u64 & 0xff) << 56))
+    }
 }
 
 fn half(key: &[u8; 16], at: usize) -> [u8; 8] {
@@ -100,21 +114,6 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(word)
-}
-
-#[cold]
-fn hash_short(mut v: [u64; 4], tail: u64, pending: usize, message: &[u8], length: usize) -> u64 {
-    let (mut word, mut filled) = (tail, pending);
-    for byte in message {
-        word |= u64::from(*byte) << (8 * filled);
-        filled += 1;
-        if filled == 8 {
-            compress(&mut v, word);
-            word = 0;
-            filled = 0;
-        }
-    }
-    finish(v, word | ((length as u64 & 0xff) << 56))
 }
 
 #[inline(always)]

@@ -382,6 +382,11 @@ async fn unknown_routes_and_non_multipart_uploads_are_errors() {
     assert_eq!(body["error"]["type"], "invalid_request_error");
 }
 
+/// Upload a minimal GLM batch file named `name`.
+async fn upload_batch(stand_in: &StandIn, name: &str) -> reqwest::Response {
+    upload(stand_in, name, "batch", b"{}".to_vec()).await
+}
+
 #[tokio::test]
 async fn ids_are_unique_and_follow_the_seed() {
     async fn ids(seed: u64) -> Vec<String> {
@@ -389,13 +394,7 @@ async fn ids_are_unique_and_follow_the_seed() {
             .await
             .unwrap();
         for index in 0..5 {
-            upload(
-                &stand_in,
-                &format!("{index}.jsonl"),
-                "batch",
-                b"{}".to_vec(),
-            )
-            .await;
+            upload_batch(&stand_in, &format!("{index}.jsonl")).await;
         }
         stand_in
             .stored_files()
@@ -449,13 +448,7 @@ async fn content_keeps_the_configured_head_of_each_file() {
 async fn stored_files_since_returns_each_file_once_across_deletes() {
     let stand_in = start(Flavor::Glm).await;
     for index in 0..3 {
-        upload(
-            &stand_in,
-            &format!("{index}.jsonl"),
-            "batch",
-            b"{}".to_vec(),
-        )
-        .await;
+        upload_batch(&stand_in, &format!("{index}.jsonl")).await;
     }
     let (first, cursor) = stand_in.stored_files_since(0);
     assert_eq!(first.len(), 3);
@@ -468,7 +461,7 @@ async fn stored_files_since_returns_each_file_once_across_deletes() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    upload(&stand_in, "3.jsonl", "batch", b"{}".to_vec()).await;
+    upload_batch(&stand_in, "3.jsonl").await;
     let (fresh, next) = stand_in.stored_files_since(cursor);
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].filename, "3.jsonl");

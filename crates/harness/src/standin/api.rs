@@ -452,11 +452,10 @@ async fn receive_upload(
                     hasher: Sha256::new(),
                     // Sized once from the declared body length, which bounds the file part: a head
                     // grown chunk by chunk reallocated and copied it several times per upload.
-                    head: BytesMut::with_capacity(declared.map_or(0, |length| {
-                        usize::try_from(length).map_or(shared.content_bytes, |length| {
-                            length.min(shared.content_bytes)
-                        })
-                    })),
+                    head: BytesMut::with_capacity(
+                        declared
+                            .map_or(0, |length| length.min(shared.content_bytes as u64) as usize),
+                    ),
                     head_limit: shared.content_bytes,
                 };
                 loop {

@@ -243,11 +243,7 @@ impl StandIn {
 
     /// Files currently stored, oldest first.
     pub fn stored_files(&self) -> Vec<StoredFile> {
-        lock(&self.shared.store)
-            .files
-            .iter()
-            .map(|entry| entry.file.clone())
-            .collect()
+        self.stored_files_since(0).0
     }
 
     /// Files stored since `cursor`, oldest first, and the cursor to pass next time. Start from 0.
