@@ -191,7 +191,12 @@ impl BlockingProviderClient {
         })?;
         let fail = |e: ureq::Error, status: Option<u16>| {
             let (timeout, connect) = classify(&e);
-            let mut err = self.shared.transport_error(&e, timeout, connect);
+            // ureq's `Io` wrapper hides the I/O error from the source chain (and adds only "io: ").
+            let cause: &(dyn std::error::Error + 'static) = match &e {
+                ureq::Error::Io(io) => io,
+                other => other,
+            };
+            let mut err = self.shared.transport_error(cause, timeout, connect);
             err.status = status;
             if upload {
                 err.body_fully_sent = if connect { Some(false) } else { None };

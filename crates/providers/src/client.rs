@@ -121,8 +121,9 @@ impl ClientConfig {
         self
     }
 
-    /// Checks the base URL and key, returning the normalized base URL (no trailing slash).
-    fn validate(&self) -> Result<String, ConfigError> {
+    /// Checks the base URL and key, returning the normalized base URL (no trailing slash) and the
+    /// `host:port` it connects to.
+    fn validate(&self) -> Result<(String, String), ConfigError> {
         let invalid = |reason: &str| ConfigError::InvalidBaseUrl {
             url: self.base_url.clone(),
             reason: reason.into(),
@@ -145,7 +146,12 @@ impl ClientConfig {
                 return Err(ConfigError::InvalidPurpose(purpose.to_owned()));
             }
         }
-        Ok(self.base_url.trim_end_matches('/').to_owned())
+        let host = url.host_str().ok_or_else(|| invalid("has no host"))?;
+        let address = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok((self.base_url.trim_end_matches('/').to_owned(), address))
     }
 }
 
@@ -153,6 +159,9 @@ impl ClientConfig {
 pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) base_url: String,
+    /// `host:port` of the base URL (never credentials: a URL carrying them is refused), named by
+    /// connection errors.
+    pub(crate) address: String,
     pub(crate) auth: HeaderValue,
     pub(crate) http: reqwest::Client,
     pub(crate) blocking: BlockingAgent,
@@ -170,7 +179,7 @@ impl Shared {
     }
 
     pub(crate) fn new(config: ClientConfig) -> Result<Self, ConfigError> {
-        let base_url = config.validate()?;
+        let (base_url, address) = config.validate()?;
         let auth = config.api_key.bearer_header()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -180,6 +189,7 @@ impl Shared {
         Ok(Shared {
             config,
             base_url,
+            address,
             auth,
             http,
             blocking,
@@ -229,7 +239,8 @@ impl Shared {
         err
     }
 
-    /// Classifies a failure without a (complete) response, from its error chain.
+    /// Classifies a failure without a (complete) response, from its error chain. Connection
+    /// failures name the provider's `host:port`, as both transports' own texts may not.
     pub(crate) fn transport_error(
         &self,
         err: &(dyn std::error::Error + 'static),
@@ -237,6 +248,7 @@ impl Shared {
         is_connect: bool,
     ) -> ProviderError {
         let chain = error_chain(err);
+        let address = &self.address;
         let kind = if find_body_error(err) {
             ErrorKind::Body
         } else if is_timeout {
@@ -244,10 +256,13 @@ impl Shared {
         } else {
             ErrorKind::Transport
         };
-        let message = if is_connect {
-            format!("connection failed: {chain}")
-        } else {
-            chain
+        let message = match kind {
+            ErrorKind::Body => chain,
+            _ if is_connect && find_io_kind(err, io::ErrorKind::ConnectionRefused) => {
+                format!("connection to {address} refused")
+            }
+            _ if is_connect => format!("connection to {address} failed: {chain}"),
+            _ => format!("connection to {address}: {chain}"),
         };
         self.scrub(ProviderError::without_response(self.kind(), kind, message))
     }
@@ -305,6 +320,18 @@ pub(crate) struct BodySourceError(pub(crate) String);
 
 pub(crate) fn body_error(kind: io::ErrorKind, message: String) -> io::Error {
     io::Error::new(kind, BodySourceError(message))
+}
+
+/// Whether an I/O error of `kind` is somewhere in the chain.
+fn find_io_kind(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == kind) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn find_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
