@@ -1,26 +1,46 @@
-//! `upramp upload`: upload files through the flag-routed async or sync path, one receipt per file.
+//! `upramp upload`: upload files through the flag-routed async or sync path, one line per file.
 //!
 //! Flags come from the `ASYNC_UPLOAD_*` environment and the TOML file named by `--flags-file` (or
 //! `UPRAMP_FLAGS_FILE`). The API key is read from `--key-env` (default: the provider's conventional
 //! variable) and never printed. Receipts go to stdout (one JSON object per line with `--json`),
 //! errors to stderr, one line per failed file; progress is drawn only when stderr is a terminal.
+//! Every file gets exactly one line, also when a signal or a closed stdout stops the batch early
+//! (see [`batch`]): a receipt that stdout cannot take is printed on stderr after
+//! `upramp: receipt: `.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use serde::Serialize;
 use upramp_flags::{EnvSource, FlagSources, FlagStore, FLAGS_FILE_ENV};
 use upramp_providers::{ApiKey, ClientConfig, ProviderClient, ProviderKind, Region};
 use upramp_telemetry::{FanOut, PrometheusObserver, TracingObserver, UploadObserver};
-use upramp_uploader::{Receipt, UploadRequest, Uploader};
+use upramp_uploader::{UploadRequest, Uploader};
 
 use crate::exit::{CliError, CliResult};
 
+mod batch;
+mod report;
+
+/// What the exit status of `upramp upload` means (shown by `--help`).
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0        every file was uploaded
+  1        a file failed, or stdout could not be written (the receipts it could not take are
+           printed on stderr, after `upramp: receipt: `)
+  2        bad usage or configuration; nothing was uploaded
+  130/143  stopped by SIGINT/SIGTERM
+
+On SIGINT or SIGTERM no further upload starts, those in flight get --grace to finish, and a second
+signal stops them at once. Every file still gets one line: its receipt, its error, `not started`,
+or `interrupted in flight ... outcome unknown` for an upload cut off before its answer arrived.";
+
 /// Arguments of `upramp upload`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_STATUS_HELP)]
 pub struct UploadArgs {
     /// Files to upload.
     #[arg(required = true, value_name = "FILE")]
@@ -31,19 +51,23 @@ pub struct UploadArgs {
     /// The API root (default: the provider's international endpoint; required for openai).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// The upload purpose.
+    /// The upload purpose; one the provider accepts (kimi: file-extract, image, video, batch).
     #[arg(long, value_name = "P", default_value = "file-extract")]
     pub purpose: String,
     /// Environment variable holding the API key (default: MOONSHOT_API_KEY, ZHIPUAI_API_KEY or
     /// OPENAI_API_KEY).
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
-    /// Routing key for the flag (default: derived from each file's path and size).
+    /// Routing key for the flag, not empty (default: derived from each file's path and size).
     #[arg(long, value_name = "K")]
     pub routing_key: Option<String>,
-    /// Async uploads in flight at once (the sync path stays one at a time).
+    /// Uploads in flight at once (the sync path stays one at a time).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
+    /// After SIGINT or SIGTERM, how long the uploads in flight may take to finish (`30s`, `2m`;
+    /// `0s` stops them at once).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
+    pub grace: Duration,
     /// Print one JSON receipt per line.
     #[arg(long)]
     pub json: bool,
@@ -55,12 +79,8 @@ pub struct UploadArgs {
     pub flags_file: Option<PathBuf>,
 }
 
-/// A receipt as printed with `--json`: the provider's `id` first, then the receipt's fields.
-#[derive(Serialize)]
-struct JsonReceipt<'a> {
-    id: &'a str,
-    #[serde(flatten)]
-    receipt: &'a Receipt,
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    upramp_rollout::parse_duration(text).map_err(|err| err.to_string())
 }
 
 /// Run `upramp upload`.
@@ -69,6 +89,13 @@ pub fn run(args: UploadArgs) -> CliResult {
         return Err(CliError::usage(anyhow!(
             "--concurrency must be at least 1, got 0"
         )));
+    }
+    if let Some(key) = &args.routing_key {
+        if key.trim().is_empty() {
+            return Err(CliError::usage(anyhow!(
+                "--routing-key {key:?}: must not be empty or blank (omit it to derive a key per file)"
+            )));
+        }
     }
     let kind: ProviderKind = args
         .provider
@@ -80,6 +107,7 @@ pub fn run(args: UploadArgs) -> CliResult {
         .unwrap_or_else(|| kind.default_key_env().to_owned());
     let key = ApiKey::from_env(&key_env).map_err(CliError::usage)?;
     let config = client_config(kind, args.base_url.as_deref(), key, &args.purpose)?;
+    check_purpose(&config, &args.purpose)?;
     let client = ProviderClient::new(config).map_err(CliError::usage)?;
     let flags = load_flags(args.flags_file.clone())?;
     init_logs()?;
@@ -89,7 +117,25 @@ pub fn run(args: UploadArgs) -> CliResult {
         .build()
         .context("cannot start the async runtime")
         .map_err(CliError::work)?;
-    runtime.block_on(upload_all(args, client, flags))
+    let result = runtime.block_on(upload_all(args, client, flags));
+    // A sync attempt cut off in flight keeps its blocking thread until its own timeout; its file is
+    // already reported as outcome unknown, so the process does not wait for it.
+    runtime.shutdown_background();
+    result
+}
+
+/// A purpose the provider does not accept is a usage error for the whole command, not a failure
+/// of each file.
+fn check_purpose(config: &ClientConfig, purpose: &str) -> Result<(), CliError> {
+    if config.limits.get(purpose).is_some() {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = config.limits.purposes().collect();
+    Err(CliError::usage(anyhow!(
+        "--purpose {purpose:?}: not accepted by {} (allowed: {})",
+        config.kind,
+        allowed.join(", ")
+    )))
 }
 
 /// Logs on stderr, filtered by `RUST_LOG`; `warn` by default, so a normal run prints receipts and
@@ -170,91 +216,49 @@ async fn upload_all(args: UploadArgs, client: ProviderClient, flags: FlagStore) 
     let requests: Vec<UploadRequest> = args
         .files
         .iter()
-        .map(|path| UploadRequest {
-            path: path.clone(),
-            purpose: args.purpose.clone(),
-            routing_key: args.routing_key.clone(),
-            filename: None,
+        .map(|path| {
+            let request = UploadRequest::new(path, args.purpose.as_str());
+            match &args.routing_key {
+                Some(key) => request.routing_key(key.as_str()),
+                None => request,
+            }
         })
         .collect();
     let total = requests.len();
-    let progress = progress_bar(total as u64);
-    let mut failed = 0usize;
-    // One task per file: the uploader's own semaphores bound how many run (and the sync path
-    // stays one at a time); the set yields them as they finish and aborts the rest if dropped.
-    let mut results = tokio::task::JoinSet::new();
-    for request in requests {
-        let uploader = uploader.clone();
-        results.spawn(async move { uploader.upload(request).await });
-    }
-    let stdout = std::io::stdout();
-    while let Some(joined) = results.join_next().await {
-        let result = joined
-            .context("an upload task failed")
-            .map_err(CliError::work)?;
-        match result {
-            Ok(receipt) => {
-                let line = if args.json {
-                    serde_json::to_string(&JsonReceipt {
-                        id: receipt.id(),
-                        receipt: &receipt,
-                    })
-                    .context("cannot encode the receipt")
-                    .map_err(CliError::work)?
-                } else {
-                    human_line(&receipt)
-                };
-                let printed = match &progress {
-                    Some(bar) => bar.suspend(|| writeln!(stdout.lock(), "{line}")),
-                    None => writeln!(stdout.lock(), "{line}"),
-                };
-                printed
-                    .context("cannot write to stdout")
-                    .map_err(CliError::work)?;
-            }
-            Err(err) => {
-                failed += 1;
-                let line = format!("upramp: error: {err}").replace(['\n', '\r'], " ");
-                match &progress {
-                    Some(bar) => bar.suspend(|| eprintln!("{line}")),
-                    None => eprintln!("{line}"),
-                }
-            }
-        }
-        if let Some(bar) = &progress {
-            bar.inc(1);
-        }
-    }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(CliError::work(anyhow!(
-            "{failed} of {total} file(s) failed to upload"
-        )))
-    }
-}
-
-fn human_line(receipt: &Receipt) -> String {
-    let mut line = format!(
-        "{}: id={} bytes={} sha256={} path={} attempts={} duration={:.1}ms",
-        receipt.source.display(),
-        receipt.id(),
-        receipt.bytes,
-        receipt.sha256,
-        receipt.path,
-        receipt.attempts,
-        receipt.duration.as_secs_f64() * 1_000.0,
+    let mut report = report::Report::new(args.json, progress_bar(total as u64));
+    let ending = batch::run(
+        &uploader,
+        requests,
+        args.concurrency,
+        args.grace,
+        &mut report,
+    )
+    .await;
+    let stdout_error = report.stdout_error().map(ToString::to_string);
+    let tally = report.finish();
+    let tally_line = format!(
+        "{} uploaded, {} failed, {} outcome unknown, {} not started, of {total} file(s)",
+        tally.receipts, tally.failed, tally.unknown, tally.not_started
     );
-    if let Some(reason) = receipt.fallback_reason {
-        line.push_str(&format!(" fallback_reason={reason}"));
+    match ending? {
+        batch::Ending::Interrupted(signal) => Err(CliError::Interrupted(
+            signal,
+            anyhow!("interrupted by {signal}: {tally_line}"),
+        )),
+        batch::Ending::OutputFailed => Err(CliError::work(anyhow!(
+            "cannot write to stdout ({}): {} receipt(s) printed on stderr instead; {tally_line}",
+            stdout_error.unwrap_or_default(),
+            tally.receipts_on_stderr
+        ))),
+        batch::Ending::Complete if tally.failed > 0 => Err(CliError::work(anyhow!(
+            "{} of {total} file(s) failed to upload",
+            tally.failed
+        ))),
+        batch::Ending::Complete if tally.receipts_on_stderr > 0 || tally.unknown > 0 => {
+            Err(CliError::work(anyhow!("{tally_line}; see the lines above")))
+        }
+        batch::Ending::Complete => Ok(()),
     }
-    if receipt.adopted {
-        line.push_str(" adopted=true");
-    }
-    line
 }
 
 /// A file-count bar on stderr, only when stderr is a terminal (pipes and CI logs stay clean).
