@@ -338,3 +338,16 @@ fn two_hundred_thousand_keys_through_stdin() {
         "10% cohort is not inside the 50% cohort"
     );
 }
+
+/// A directory given as the flags file: the operating system's reason appears once.
+#[test]
+fn a_directory_as_flags_file_names_the_reason_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().display().to_string();
+    let output = run(&["flags", "show", "--flags-file", &folder], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output).replace(&folder, "<dir>"),
+        "upramp: error: cannot read flags file <dir>: Is a directory (os error 21)\n"
+    );
+}

@@ -98,3 +98,22 @@ fn an_unknown_provider_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_address_in_use_names_the_reason_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_upramp"))
+        .args(["mock", "--provider", "glm", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "upramp: error: stand-in could not listen on {addr}: Address already in use (os error 98)\n"
+        )
+    );
+}
