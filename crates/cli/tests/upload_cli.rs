@@ -364,7 +364,7 @@ struct Lines {
 impl Lines {
     fn sort(files: &[String], stdout: &[String], stderr: &[String]) -> Self {
         let mut lines = Lines::default();
-        let mut receipt = |json: &str, ids: &mut Vec<String>, per_file: &mut HashMap<String, usize>| {
+        let receipt = |json: &str, ids: &mut Vec<String>, per_file: &mut HashMap<String, usize>| {
             let value: serde_json::Value = serde_json::from_str(json).unwrap();
             ids.push(value["id"].as_str().unwrap().to_owned());
             *per_file
@@ -440,12 +440,26 @@ fn sigterm_finishes_uploads_in_flight_and_reports_every_file() {
 
     let lines = Lines::sort(&files, &out, &err);
     lines.assert_one_line_per_file(&files);
-    assert!(lines.not_started > 0, "the signal came mid-batch: {lines:#?}");
-    assert!(lines.cut_off.is_empty(), "the grace period covers them: {lines:#?}");
+    assert!(
+        lines.not_started > 0,
+        "the signal came mid-batch: {lines:#?}"
+    );
+    assert!(
+        lines.cut_off.is_empty(),
+        "the grace period covers them: {lines:#?}"
+    );
     assert_eq!(lines.failed, 0, "{err:#?}");
-    let stored: HashSet<String> = server.stand_in.stored_files().into_iter().map(|f| f.id).collect();
+    let stored: HashSet<String> = server
+        .stand_in
+        .stored_files()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
     let receipts: HashSet<String> = lines.stdout_ids.iter().cloned().collect();
-    assert_eq!(stored, receipts, "every stored file has its receipt, and only those");
+    assert_eq!(
+        stored, receipts,
+        "every stored file has its receipt, and only those"
+    );
     assert_eq!(receipts.len() + lines.not_started, files.len());
     let last = err.last().unwrap();
     assert!(
@@ -481,7 +495,11 @@ fn a_second_signal_cuts_off_the_uploads_in_flight() {
     let status = wait_for_exit(child);
     let out: Vec<String> = std::iter::once(first).chain(stdout.iter()).collect();
     err.extend(stderr.iter());
-    assert_eq!(status.code(), Some(130), "the first signal decides: {err:#?}");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the first signal decides: {err:#?}"
+    );
 
     let lines = Lines::sort(&files, &out, &err);
     lines.assert_one_line_per_file(&files);
@@ -531,16 +549,25 @@ fn a_closed_stdout_moves_the_remaining_receipts_to_stderr() {
     lines.assert_one_line_per_file(&files);
     assert!(!lines.stderr_ids.is_empty(), "{err:#?}");
     assert!(lines.not_started > 0, "{lines:#?}");
-    let stored: HashSet<String> = server.stand_in.stored_files().into_iter().map(|f| f.id).collect();
+    let stored: HashSet<String> = server
+        .stand_in
+        .stored_files()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
     let receipts: HashSet<String> = lines
         .stdout_ids
         .iter()
         .chain(&lines.stderr_ids)
         .cloned()
         .collect();
-    assert_eq!(stored, receipts, "every stored file has its receipt, and only those");
+    assert_eq!(
+        stored, receipts,
+        "every stored file has its receipt, and only those"
+    );
     assert!(
-        err.iter().any(|l| l.starts_with("upramp: error: cannot write to stdout: ")),
+        err.iter()
+            .any(|l| l.starts_with("upramp: error: cannot write to stdout: ")),
         "{err:#?}"
     );
     let last = err.last().unwrap();
@@ -601,7 +628,11 @@ fn os_errors_are_printed_once() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
-        report.push(stderr.replace(&folder, "<dir>").replace(&taken_addr, "<addr>"));
+        report.push(
+            stderr
+                .replace(&folder, "<dir>")
+                .replace(&taken_addr, "<addr>"),
+        );
     }
     insta::assert_snapshot!(report.join(""));
     assert!(server.stand_in.stored_files().is_empty());

@@ -326,7 +326,9 @@ pub(crate) fn body_error(kind: io::ErrorKind, message: String) -> io::Error {
 fn find_io_kind(err: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
-        if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == kind) {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+        {
             return true;
         }
         current = e.source();

@@ -177,12 +177,11 @@ async fn connection_refused_is_a_retryable_transport_error_naming_the_address() 
         .await
         .unwrap_err();
     let blocking = client.blocking();
-    let blocking_err = tokio::task::spawn_blocking(move || {
-        blocking.upload(meta(), Bytes::from_static(b"hello"))
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let blocking_err =
+        tokio::task::spawn_blocking(move || blocking.upload(meta(), Bytes::from_static(b"hello")))
+            .await
+            .unwrap()
+            .unwrap_err();
     for err in [async_err, blocking_err] {
         assert_eq!(err.kind, upramp_providers::ErrorKind::Transport, "{err}");
         assert!(err.is_retryable());
