@@ -2,7 +2,8 @@
 //! provider stand-ins.
 //!
 //! Each subcommand lives in its own module; they share only the exit-code convention in [`exit`]:
-//! 0 success, 1 failed work, 2 bad usage or configuration. Every error is printed as one line on stderr.
+//! 0 success, 1 failed work, 2 bad usage or configuration, 128 + signal number when a signal stopped
+//! the work early. Every error is printed as one line on stderr.
 
 use std::process::ExitCode;
 
