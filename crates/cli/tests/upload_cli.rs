@@ -521,6 +521,32 @@ fn a_second_signal_cuts_off_the_uploads_in_flight() {
     }
 }
 
+/// The end of the grace period cuts off what is still in flight, like a second signal.
+#[test]
+fn the_end_of_the_grace_period_cuts_off_the_uploads_in_flight() {
+    let server = server(Flavor::Kimi, "latency:1s");
+    let dir = tempfile::tempdir().unwrap();
+    let files = numbered_files(dir.path(), 8);
+    let mut child = spawn_upload(&server, &files, &["--concurrency", "4", "--grace", "0s"]);
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    let first = stdout.recv_timeout(HANG).expect("a first receipt");
+    send(&child, Signal::SIGTERM);
+    let status = wait_for_exit(child);
+    let out: Vec<String> = std::iter::once(first).chain(stdout.iter()).collect();
+    let err: Vec<String> = stderr.iter().collect();
+    assert_eq!(status.code(), Some(143), "{err:#?}");
+    let lines = Lines::sort(&files, &out, &err);
+    lines.assert_one_line_per_file(&files);
+    assert!(!lines.cut_off.is_empty(), "{lines:#?}");
+    for file in &lines.cut_off {
+        let expected = format!(
+            "upramp: error: {file}: interrupted in flight (SIGTERM, then the 0s grace period ran out)"
+        );
+        assert!(err.iter().any(|l| l.starts_with(&expected)), "{err:#?}");
+    }
+}
+
 /// `upramp upload --json | head -2`: once stdout is closed, no further upload starts, those in
 /// flight finish, and their receipts go to stderr; exit 1. (Before, the first failed write ended the
 /// run: files stored by the uploads in flight had no receipt anywhere.)
