@@ -85,8 +85,16 @@ mod tests {
         // 0), not a float residue a threshold comparison could trip over.
         for trials in 1..2_000 {
             assert_eq!(wilson(0, trials, REPORT_Z).lo, 0.0, "0 of {trials}");
-            assert_eq!(wilson(trials, trials, REPORT_Z).hi, 1.0, "{trials} of {trials}");
-            assert_eq!(wilson(trials, trials, SHARE_Z).hi, 1.0, "{trials} of {trials}");
+            assert_eq!(
+                wilson(trials, trials, REPORT_Z).hi,
+                1.0,
+                "{trials} of {trials}"
+            );
+            assert_eq!(
+                wilson(trials, trials, SHARE_Z).hi,
+                1.0,
+                "{trials} of {trials}"
+            );
         }
     }
 

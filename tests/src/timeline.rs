@@ -199,7 +199,9 @@ fn percent_steps(panel: &TimelinePanel, frame: &Frame) -> Vec<(f64, f64)> {
     steps
 }
 
-fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
+/// The x axis of a panel: the tick step and the days shown, a whole number of steps that ends
+/// after the panel's last event, so a closing step or rollback is not drawn on the frame's edge.
+fn day_axis(panel: &TimelinePanel) -> (f64, f64) {
     let end = panel
         .points
         .iter()
@@ -209,7 +211,11 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
         .fold(0.0_f64, f64::max);
     let days = (end / 24.0).max(0.25);
     let step = day_step(days);
-    let days = (days / step).ceil() * step;
+    (step, ((days / step).floor() + 1.0) * step)
+}
+
+fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
+    let (step, days) = day_axis(panel);
     let frame = Frame {
         top,
         hours: days * 24.0,
@@ -232,7 +238,9 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
         );
         // A window that starts near the right edge has its label end at the edge instead.
         let width = text_width(&span.label, 11.0, false);
-        let x = (x0 + 3.0).min(plot_right - 3.0 - width).max(plot_left + 3.0);
+        let x = (x0 + 3.0)
+            .min(plot_right - 3.0 - width)
+            .max(plot_left + 3.0);
         let _ = writeln!(
             out,
             r##"<text x="{x:.1}" y="{:.1}" font-size="11" fill="#8a1c1c">{}</text>"##,
@@ -286,7 +294,13 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
         (plot_top + plot_bottom) / 2.0
     );
 
-    polyline(out, &percent_steps(panel, &frame), PERCENT_COLOUR, 2.5, None);
+    polyline(
+        out,
+        &percent_steps(panel, &frame),
+        PERCENT_COLOUR,
+        2.5,
+        None,
+    );
     rate_series(
         out,
         &frame,
@@ -330,12 +344,8 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
                 );
             }
             DecisionKind::Advance | DecisionKind::Complete => {
-                let (text_x, anchor) = beside(
-                    x,
-                    3.0,
-                    text_width(&marker.label, 10.0, false),
-                    WIDTH - 4.0,
-                );
+                let (text_x, anchor) =
+                    beside(x, 3.0, text_width(&marker.label, 10.0, false), WIDTH - 4.0);
                 let _ = writeln!(
                     out,
                     r##"<text x="{text_x:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" fill="{PERCENT_COLOUR}">{}</text>"##,
@@ -354,7 +364,11 @@ fn legend(out: &mut String) -> f64 {
         (Some(PERCENT_COLOUR), "rollout percent (applied)", None),
         (Some(ASYNC_COLOUR), "async success rate", None),
         (Some(SYNC_COLOUR), "sync success rate", None),
-        (Some(FALLBACK_COLOUR), "sync-fallback success rate", Some("4 3")),
+        (
+            Some(FALLBACK_COLOUR),
+            "sync-fallback success rate",
+            Some("4 3"),
+        ),
         (Some(ROLLBACK_COLOUR), "automatic rollback", Some("6 3")),
         (None, "shaded: fault window", None),
     ];
@@ -556,8 +570,9 @@ mod tests {
             }],
         };
         let outage = TimelinePanel {
-            title: "Scenario outage: hold during the outage (no rollback, no advance), then advance"
-                .to_owned(),
+            title:
+                "Scenario outage: hold during the outage (no rollback, no advance), then advance"
+                    .to_owned(),
             points: (1..=26).map(|i| point(f64::from(i) * 6.0, 50.0)).collect(),
             markers: vec![marker(156.0, DecisionKind::Advance, "100%", 100.0)],
             spans: vec![Span {
@@ -660,17 +675,20 @@ mod tests {
                 panel.title,
                 closing.percent_after
             );
-            let end_hours = panel.points.last().unwrap().at_hours;
-            let frame_x = |hours: f64| {
-                let days = (end_hours / 24.0).max(0.25);
-                let step = day_step(days);
-                Frame {
-                    top: 0.0,
-                    hours: (days / step).ceil() * step * 24.0,
-                }
-                .x(hours)
+            let frame = Frame {
+                hours: day_axis(panel).1 * 24.0,
+                ..frame
             };
-            assert!((x - frame_x(closing.at_hours)).abs() < 0.1, "{}", panel.title);
+            assert!(
+                (x - frame.x(closing.at_hours)).abs() < 0.1,
+                "{}",
+                panel.title
+            );
+            assert!(
+                x < WIDTH - RIGHT - 10.0,
+                "{}: the closing step is drawn on the frame's right edge",
+                panel.title
+            );
         }
     }
 
