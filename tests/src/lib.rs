@@ -5,8 +5,9 @@
 //!   stand-ins, uploaders and the production controller on a simulated clock, and returns a
 //!   [`report::Report`]; [`artifacts`] writes its files.
 //! - [`checks`]: the validation's checks, pure functions over recorded observations ([`observe`]).
-//! - [`stats`]: binomial tolerance and Wilson intervals.
+//! - [`stats`]: binomial tolerance; Wilson intervals and quantiles from their owning crates.
 //! - [`report`]: the report model (`report.json`), `report.md` and the summary table.
+//! - [`table`]: aligned plain-text columns, for the summary table and the benchmark table.
 //! - [`timeline`]: the `timeline.svg` writer.
 //!
 //! ```
@@ -32,4 +33,5 @@ pub mod engine;
 pub mod observe;
 pub mod report;
 pub mod stats;
+pub mod table;
 pub mod timeline;

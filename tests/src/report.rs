@@ -307,38 +307,6 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        let _ = writeln!(out, "{}", line.trim_end());
-        if i == 0 {
-            let rule = widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .join("  ");
-            let _ = writeln!(out, "{rule}");
-        }
-    }
-    out
-}
-
 /// The first clause of an observation, at most 60 characters: the table's cell; `report.md` has it all.
 fn headline(observed: &str) -> String {
     let first = observed.split(';').next().unwrap_or(observed).trim();
@@ -393,7 +361,7 @@ pub fn summary_table(report: &Report) -> String {
                 ),
             ]);
         }
-        out.push_str(&table(&rows));
+        out.push_str(&crate::table::columns_with_header_rule(&rows));
         out.push('\n');
     }
     if !report.scenarios.is_empty() {
@@ -417,7 +385,7 @@ pub fn summary_table(report: &Report) -> String {
                 ),
             ]);
         }
-        out.push_str(&table(&rows));
+        out.push_str(&crate::table::columns_with_header_rule(&rows));
         out.push('\n');
     }
     for (place, check) in report.failures() {
@@ -544,6 +512,7 @@ mod tests {
                     at_hours: 6.0,
                     kind: DecisionKind::Advance,
                     label: "10%".to_owned(),
+                    percent_after: 10.0,
                 }],
                 spans: vec![],
             }],

@@ -4,8 +4,16 @@
 //! drawn at random, so the number of async-routed requests in a stage is binomial with the target
 //! probability. A measured share is on target when it lies inside the normal-approximation band around the
 //! target (with a continuity correction, so small samples are not failed by rounding).
+//!
+//! The Wilson interval and the nearest-rank quantile are re-exported from their owners (the rollout
+//! crate and the harness), so the report computes them exactly as the gates and the load driver do.
 
-use serde::{Deserialize, Serialize};
+/// Intervals of proportions are the rollout crate's: one type for the gates and the report.
+pub use upramp_rollout::Interval;
+
+/// Nearest-rank quantiles are the harness's: the report ranks latencies as the load driver and the
+/// benchmarks do.
+pub use upramp_harness::load::quantile;
 
 /// The z value of a two-sided 99.9% normal interval: a healthy share fails it about once in a thousand
 /// stages, and the run is seeded, so a given seed passes or fails the same way every time.
@@ -14,44 +22,19 @@ pub const SHARE_Z: f64 = 3.2905;
 /// The z value of a two-sided 95% normal interval, used for the interval reported around a measured share.
 pub const REPORT_Z: f64 = 1.96;
 
-/// A closed interval of proportions in `[0, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Lower bound.
-    pub lo: f64,
-    /// Upper bound.
-    pub hi: f64,
-}
-
-impl Interval {
-    /// Whether `value` lies inside the interval (bounds included).
-    pub fn contains(&self, value: f64) -> bool {
-        self.lo <= value && value <= self.hi
-    }
-}
-
-/// The Wilson score interval of `successes` out of `trials` at normal quantile `z`.
+/// The Wilson score interval of `successes` out of `trials` at normal quantile `z`: the rollout
+/// crate's [`upramp_rollout::wilson_interval`], the one the gates judge with, so the report's interval
+/// around a measured share is computed exactly as a gate's would be (exact bounds at 0 and `trials`).
 ///
 /// Returns `[0, 1]` for zero trials: no evidence either way.
 ///
 /// ```
 /// let i = upramp_tests::stats::wilson(98, 100, 1.96);
 /// assert!(i.lo > 0.92 && i.hi < 0.995);
+/// assert_eq!(upramp_tests::stats::wilson(0, 50, 1.96).lo, 0.0);
 /// ```
 pub fn wilson(successes: u64, trials: u64, z: f64) -> Interval {
-    if trials == 0 {
-        return Interval { lo: 0.0, hi: 1.0 };
-    }
-    let n = trials as f64;
-    let p = successes.min(trials) as f64 / n;
-    let z2 = z * z;
-    let denom = 1.0 + z2 / n;
-    let centre = (p + z2 / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    Interval {
-        lo: (centre - half).max(0.0),
-        hi: (centre + half).min(1.0),
-    }
+    upramp_rollout::wilson_interval(successes, trials, z)
 }
 
 /// The band of measured shares accepted around `target` (a probability) for `trials` requests.
@@ -82,22 +65,6 @@ pub fn share_band(target: f64, trials: u64, z: f64) -> Interval {
     }
 }
 
-/// The `q` quantile (0..=1) of `sorted` values by the nearest-rank method; `None` when empty.
-///
-/// ```
-/// assert_eq!(upramp_tests::stats::quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.0));
-/// assert_eq!(upramp_tests::stats::quantile(&[], 0.99), None);
-/// ```
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len() - 1))
-        .copied()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -110,6 +77,25 @@ mod tests {
         let i = wilson(10, 100, REPORT_Z);
         assert!((i.lo - 0.0552).abs() < 1e-3, "{i:?}");
         assert!((i.hi - 0.1744).abs() < 1e-3, "{i:?}");
+    }
+
+    #[test]
+    fn wilson_is_exact_at_the_extremes() {
+        // No failure seen means an upper bound of exactly 1 (and none seen a lower bound of exactly
+        // 0), not a float residue a threshold comparison could trip over.
+        for trials in 1..2_000 {
+            assert_eq!(wilson(0, trials, REPORT_Z).lo, 0.0, "0 of {trials}");
+            assert_eq!(
+                wilson(trials, trials, REPORT_Z).hi,
+                1.0,
+                "{trials} of {trials}"
+            );
+            assert_eq!(
+                wilson(trials, trials, SHARE_Z).hi,
+                1.0,
+                "{trials} of {trials}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,22 +65,6 @@ struct Source {
     sha256: String,
 }
 
-/// SHA-256 of a file, read in 1 MiB pieces so a 100 MiB file is never held whole.
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; MIB as usize];
-    loop {
-        let read = file.read(&mut buffer).unwrap();
-        if read == 0 {
-            break;
-        }
-        hasher.write_all(&buffer[..read]).unwrap();
-    }
-    hex::encode(hasher.finalize())
-}
-
 /// Every kind at each size, generated and hashed on blocking threads, one per kind, so both cores
 /// work on it.
 async fn generate(dir: &Path, sizes: &[u64]) -> Vec<Source> {
@@ -94,7 +77,7 @@ async fn generate(dir: &Path, sizes: &[u64]) -> Vec<Source> {
                 .map(|size| {
                     let path = corpus::generate(&dir, kind, size, 40 + index as u64).unwrap();
                     assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
-                    let sha256 = sha256_of(&path);
+                    let sha256 = corpus::sha256_file(&path).unwrap();
                     Source {
                         kind,
                         size,

@@ -31,6 +31,35 @@ use std::str::FromStr;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Lower-case hex SHA-256 of the file at `path`, read in 256 KiB pieces so a large file is never
+/// held whole: the digest a stand-in records for a stored file ([`crate::StoredFile::sha256`]),
+/// computed on the source, so a receipt can be checked against what arrived.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("abc.txt");
+/// std::fs::write(&path, b"abc").unwrap();
+/// assert_eq!(
+///     upramp_harness::corpus::sha256_file(&path).unwrap(),
+///     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+/// );
+/// ```
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
+
 /// The kinds of file the generator writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileKind {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The provider contract a stand-in speaks (see `shared/contracts/providers.md`).
+/// The provider contract a stand-in speaks (see the repository's `docs/providers.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Flavor {
     /// Kimi (Moonshot): routes under `/v1`, errors `{"error":{"type","message"}}`.

@@ -139,21 +139,45 @@ impl<T, E> LoadReport<T, E> {
             elapsed: self.elapsed,
             jobs_per_sec: per_second(self.results.len() as f64),
             bytes_per_sec: per_second(total_bytes as f64),
-            p50: percentile(&latencies, 50),
-            p95: percentile(&latencies, 95),
-            p99: percentile(&latencies, 99),
+            p50: quantile(&latencies, 0.50).unwrap_or_default(),
+            p95: quantile(&latencies, 0.95).unwrap_or_default(),
+            p99: quantile(&latencies, 0.99).unwrap_or_default(),
             max: latencies.last().copied().unwrap_or_default(),
         }
     }
 }
 
-/// Nearest-rank percentile of sorted values; zero when there are none.
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// The `q` quantile (`0.0..=1.0`, clamped) of `sorted` values by the nearest-rank method: the value
+/// at rank `ceil(q * n)` (at least 1), so it is always one of the values, never an interpolation.
+/// `None` when there are none.
+///
+/// The one definition of a percentile in upramp's reports: the load summary, the validation
+/// report and the benchmarks all rank this way.
+///
+/// ```
+/// use upramp_harness::load::quantile;
+///
+/// let sorted: Vec<u32> = (1..=100).collect();
+/// assert_eq!(quantile(&sorted, 0.99), Some(99));
+/// assert_eq!(quantile(&sorted, 0.07), Some(7));
+/// assert_eq!(quantile(&[1.5, 2.5], 0.5), Some(1.5));
+/// assert_eq!(quantile::<u32>(&[], 0.5), None);
+/// ```
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
     }
-    let rank = (percent * sorted.len()).div_ceil(100).max(1);
-    sorted[rank - 1]
+    let exact = q.clamp(0.0, 1.0) * n as f64;
+    // `0.07 * 100.0` is 7.000000000000001 in binary floating point: a product within rounding
+    // error of a whole rank is that rank, not the next one.
+    let whole = exact.round();
+    let rank = if (exact - whole).abs() <= 1e-9 * n as f64 {
+        whole
+    } else {
+        exact.ceil()
+    };
+    sorted.get((rank as usize).clamp(1, n) - 1).copied()
 }
 
 impl fmt::Display for LoadSummary {
@@ -237,10 +261,15 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&sorted, 50), Duration::from_millis(50));
-        assert_eq!(percentile(&sorted, 95), Duration::from_millis(95));
-        assert_eq!(percentile(&sorted, 99), Duration::from_millis(99));
-        assert_eq!(percentile(&sorted[..1], 99), Duration::from_millis(1));
+        let at = |q| quantile(&sorted, q).unwrap();
+        assert_eq!(at(0.50), Duration::from_millis(50));
+        assert_eq!(at(0.95), Duration::from_millis(95));
+        assert_eq!(at(0.99), Duration::from_millis(99));
+        assert_eq!(at(1.0), Duration::from_millis(100));
+        assert_eq!(at(0.0), Duration::from_millis(1));
+        assert_eq!(at(1.5), Duration::from_millis(100));
+        assert_eq!(quantile(&sorted[..1], 0.99), Some(Duration::from_millis(1)));
+        assert_eq!(quantile::<Duration>(&[], 0.5), None);
     }
 
     #[test]
@@ -279,9 +308,18 @@ mod tests {
         fn percentiles_are_ordered_members(mut millis in proptest::collection::vec(0u64..10_000, 1..200)) {
             millis.sort_unstable();
             let sorted: Vec<Duration> = millis.iter().copied().map(Duration::from_millis).collect();
-            let (p50, p95, p99) = (percentile(&sorted, 50), percentile(&sorted, 95), percentile(&sorted, 99));
+            let at = |q| quantile(&sorted, q).unwrap();
+            let (p50, p95, p99) = (at(0.50), at(0.95), at(0.99));
             prop_assert!(p50 <= p95 && p95 <= p99);
             prop_assert!(sorted.contains(&p50) && sorted.contains(&p99));
+        }
+
+        /// A whole percent ranks exactly as integer arithmetic does, whatever the float rounding.
+        #[test]
+        fn whole_percents_rank_exactly(n in 1usize..3_000, percent in 0usize..=100) {
+            let sorted: Vec<usize> = (1..=n).collect();
+            let rank = (percent * n).div_ceil(100).max(1);
+            prop_assert_eq!(quantile(&sorted, percent as f64 / 100.0), Some(rank));
         }
     }
 }

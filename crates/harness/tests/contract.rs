@@ -1,4 +1,4 @@
-//! The stand-ins answer plain `reqwest` requests exactly as `shared/contracts/providers.md` documents.
+//! The stand-ins answer plain `reqwest` requests exactly as `docs/providers.md` documents.
 
 #![allow(clippy::unwrap_used)]
 

@@ -2,7 +2,8 @@
 //!
 //! File-API clients for Kimi (Moonshot), GLM (Zhipu) and any OpenAI-compatible provider, behind
 //! the [`FileProvider`] (async) and [`BlockingFileProvider`] traits the uploader programs against.
-//! The wire contract is `shared/contracts/providers.md`.
+//! The wire contract, with its sources and the choices made where the providers' documentation is
+//! silent, is `docs/providers.md` in the repository.
 //!
 //! The crate is split so the two upload paths cannot drift apart:
 //!

@@ -443,6 +443,7 @@ pub(crate) fn panel(
                     at_hours: d.at_hours,
                     kind: d.kind,
                     label: format!("rollback{gate}"),
+                    percent_after: d.percent_after,
                 })
             }
             DecisionKind::Advance | DecisionKind::Complete if d.at_hours > 0.0 => Some(Marker {
@@ -453,6 +454,7 @@ pub(crate) fn panel(
                 } else {
                     format!("{}%", d.percent_after)
                 },
+                percent_after: d.percent_after,
             }),
             _ => None,
         })

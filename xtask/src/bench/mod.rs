@@ -26,7 +26,6 @@ mod proto;
 mod results;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Instant, SystemTime};
@@ -541,7 +540,8 @@ fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResul
     for file in &files {
         let source = SourceFile {
             bytes: plan.cli_file_bytes,
-            sha256: sha256_file(file)?,
+            sha256: upramp_harness::corpus::sha256_file(file)
+                .with_context(|| format!("cannot hash {}", file.display()))?,
         };
         sources.insert(file.clone(), source);
     }
@@ -593,24 +593,6 @@ fn cli_run(
         peak_rss_kib: usage.max_rss_kib,
         attempts,
     })
-}
-
-/// Lower-case hex SHA-256 of a file, read in pieces.
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if read == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buffer[..read]);
-    }
 }
 
 /// The large upload goes to `bench_worker sink`: the stand-ins keep the contract's 100 MB cap, so a
@@ -758,8 +740,8 @@ fn summarize_open_loop(
         ok,
         timeouts,
         errors,
-        p50_ms: results::percentile(&latencies, 0.50).unwrap_or(0.0),
-        p99_ms: results::percentile(&latencies, 0.99).unwrap_or(0.0),
+        p50_ms: upramp_harness::load::quantile(&latencies, 0.50).unwrap_or(0.0),
+        p99_ms: upramp_harness::load::quantile(&latencies, 0.99).unwrap_or(0.0),
         timeout_rate: timeouts as f64 / requests as f64,
         first_error: report.first_error.clone(),
     })

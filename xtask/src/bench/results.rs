@@ -293,15 +293,6 @@ pub struct Check {
     pub met: Option<bool>,
 }
 
-/// `value` at quantile `q` (0..=1) of `sorted` by the nearest-rank method; `None` when empty.
-pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.saturating_sub(1)).copied()
-}
-
 /// `time` as an RFC 3339 UTC timestamp with second precision; the calendar arithmetic is the rollout
 /// crate's, so one implementation serves both.
 pub fn utc_timestamp(time: SystemTime) -> String {
@@ -519,36 +510,6 @@ fn not_measured() -> String {
     "not measured".to_owned()
 }
 
-/// Render rows as aligned, space-separated columns.
-fn render_columns(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|row| row.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let pad = widths[c] - cell.chars().count();
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
@@ -761,7 +722,7 @@ pub fn render_table(results: &BenchResults) -> String {
         Scenario::Failed { error } => failed(&mut rows, "validate", error),
         Scenario::Skipped => skipped(&mut rows, "validate"),
     }
-    out.push_str(&render_columns(&rows));
+    out.push_str(&upramp_tests::table::columns(&rows));
 
     for (title, checks) in [
         ("goal", &results.goals),
@@ -779,7 +740,7 @@ pub fn render_table(results: &BenchResults) -> String {
                 met_label(check.met).to_owned(),
             ]);
         }
-        out.push_str(&render_columns(&rows));
+        out.push_str(&upramp_tests::table::columns(&rows));
     }
     out
 }
@@ -1012,17 +973,6 @@ mod tests {
         assert!(table.contains("memory      skipped (not selected by --only)"));
         let json = serde_json::to_value(&results).unwrap();
         assert_eq!(json["memory"], serde_json::json!({ "status": "skipped" }));
-    }
-
-    #[test]
-    fn percentile_uses_nearest_rank() {
-        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&sorted, 0.5), Some(50.0));
-        assert_eq!(percentile(&sorted, 0.99), Some(99.0));
-        assert_eq!(percentile(&sorted, 1.0), Some(100.0));
-        assert_eq!(percentile(&sorted, 0.0), Some(1.0));
-        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]
