@@ -296,3 +296,73 @@ fn truncate(text: &str, max: usize) -> &str {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upramp_providers::ProviderKind;
+
+    fn provider_error(kind: ErrorKind, retry_after: Option<Duration>) -> ProviderError {
+        ProviderError {
+            retry_after,
+            ..ProviderError::without_response(ProviderKind::Glm, kind, "boom".to_owned())
+        }
+    }
+
+    #[test]
+    fn provider_errors_map_to_the_documented_statuses() {
+        let cases = [
+            (ErrorKind::InvalidRequest, 400),
+            (ErrorKind::TooLarge, 413),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::RateLimited, 429),
+            (ErrorKind::QuotaExhausted, 429),
+            (ErrorKind::Timeout, 504),
+            (ErrorKind::Authentication, 502),
+            (ErrorKind::Server, 502),
+            (ErrorKind::Transport, 502),
+            (ErrorKind::MalformedResponse, 502),
+        ];
+        for (kind, status) in cases {
+            let answer = ApiError::from_provider(&provider_error(kind, None));
+            assert_eq!(answer.status.as_u16(), status, "{kind:?}");
+            assert_eq!(answer.retry_after.is_some(), status == 429, "{kind:?}");
+        }
+        let limited = ApiError::from_provider(&provider_error(
+            ErrorKind::RateLimited,
+            Some(Duration::from_millis(2_500)),
+        ));
+        let response = limited.into_response();
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn an_upload_timeout_is_504_and_unknown_outcomes_are_flagged() {
+        let timeout = UploadError::Timeout {
+            path: "/spool/x".into(),
+            kind: upramp_uploader::TimeoutKind::Stall,
+            after: Duration::from_secs(30),
+            path_taken: upramp_telemetry::UploadPath::Async,
+            attempts: 1,
+            fallback_reason: None,
+        };
+        let answer = ApiError::from_upload(&timeout);
+        assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(!answer.message.contains("/spool/x"));
+        let unknown = UploadError::OutcomeUnknown {
+            path: "/spool/x".into(),
+            path_taken: upramp_telemetry::UploadPath::Async,
+            attempts: 1,
+            source: provider_error(ErrorKind::Transport, None),
+        };
+        let response = ApiError::from_upload(&unknown).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.headers()["x-upramp-outcome"], "unknown");
+    }
+
+    #[test]
+    fn redaction_scrubs_the_secret() {
+        let answer = ApiError::internal("key sk-abc leaked").redact("sk-abc");
+        assert_eq!(answer.message, "key [redacted] leaked");
+    }
+}
