@@ -142,6 +142,25 @@ async fn every_route_answers_in_the_openai_shape() {
         "{metrics}"
     );
     said.push_str(&metrics);
+    // Every gateway series the Grafana dashboard queries is one this gateway exposes.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana/upramp.json"
+    ))
+    .unwrap();
+    let mut queried = 0;
+    for (start, _) in dashboard.match_indices("upramp_gateway_") {
+        let name: String = dashboard[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the dashboard queries {name}, which the gateway does not expose"
+        );
+        queried += 1;
+    }
+    assert!(queried >= 6, "the dashboard has no gateway panels");
 
     // curl, as a shell script would call it.
     let dir = tempfile::tempdir().unwrap();
