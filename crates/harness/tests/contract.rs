@@ -485,7 +485,13 @@ async fn kimi_list_honours_after_and_limit_so_a_cursor_pager_ends() {
     let mut ids = Vec::new();
     for n in 0..5 {
         let (status, uploaded) = status_and_json(
-            upload(&stand_in, &format!("f{n}.txt"), "file-extract", b"x".to_vec()).await,
+            upload(
+                &stand_in,
+                &format!("f{n}.txt"),
+                "file-extract",
+                b"x".to_vec(),
+            )
+            .await,
         )
         .await;
         assert_eq!(status, 200);
