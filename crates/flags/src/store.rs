@@ -271,7 +271,8 @@ impl FlagStore {
     /// Watch the sources' file and reload whenever it changes, until the returned guard is dropped.
     ///
     /// The file's directory is watched (not the file itself), so editors and atomic writers that replace
-    /// the file by a rename are seen too.
+    /// the file by a rename are seen too, and so is the Kubernetes ConfigMap update (the file is a
+    /// symlink into `..data`, itself a symlink swapped by a rename).
     pub fn watch_file(&self) -> Result<WatchGuard, ConfigError> {
         let path = {
             let sources = self.lock_sources();
@@ -286,7 +287,22 @@ impl FlagStore {
             path: path.clone(),
             message: err.to_string(),
         };
-        let file_name = path.file_name().map(ToOwned::to_owned);
+        // The file itself, and, when it is a symlink into a sibling directory (the Kubernetes
+        // ConfigMap mount: `flags.toml -> ..data/flags.toml`, `..data` swapped by a rename), that
+        // sibling's name: the swap's events name only `..data`, never the file.
+        let mut names: Vec<std::ffi::OsString> = path
+            .file_name()
+            .map(ToOwned::to_owned)
+            .into_iter()
+            .collect();
+        if let Ok(target) = std::fs::read_link(&path) {
+            let mut components = target.components();
+            if let (Some(std::path::Component::Normal(first)), Some(_)) =
+                (components.next(), components.next())
+            {
+                names.push(first.to_owned());
+            }
+        }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
@@ -297,10 +313,9 @@ impl FlagStore {
                 Ok(event) => {
                     let relevant =
                         matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_))
-                            && event
-                                .paths
-                                .iter()
-                                .any(|p| p.file_name() == file_name.as_deref());
+                            && event.paths.iter().any(|p| {
+                                p.file_name().is_some_and(|n| names.iter().any(|w| w == n))
+                            });
                     if relevant {
                         // The worker is gone only while the guard is being dropped.
                         let _ = changed_tx.send(());

@@ -207,3 +207,48 @@ fn write_rollout_refuses_to_clobber_an_invalid_file() {
     std::fs::write(&path, "async_upload = 5\n").unwrap();
     assert!(write_rollout_to_file(&path, "async_upload", Percent::ZERO).is_err());
 }
+
+/// The Kubernetes ConfigMap mount: `flags.toml -> ..data/flags.toml`, `..data -> ..<timestamp>/`,
+/// updated by writing a new timestamped directory and renaming a fresh `..data` symlink over the old
+/// one. No event names `flags.toml` itself; the watcher must still reload.
+#[cfg(unix)]
+#[test]
+fn the_watcher_follows_a_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let version = |name: &str, body: &str| {
+        std::fs::create_dir(root.join(name)).unwrap();
+        std::fs::write(root.join(name).join("flags.toml"), body).unwrap();
+    };
+    version(
+        "..2026_01_01_a",
+        "[async_upload]\nenabled = true\nrollout = 10\n",
+    );
+    symlink("..2026_01_01_a", root.join("..data")).unwrap();
+    symlink("..data/flags.toml", root.join("flags.toml")).unwrap();
+    let path = root.join("flags.toml");
+    let store = store_for(&path, EnvSource::empty());
+    assert_eq!(store.snapshot().rollout.thousandths(), 10_000);
+    let guard = store.watch_file().unwrap();
+
+    let swap = |name: &str, body: &str| {
+        version(name, body);
+        symlink(name, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    };
+    swap(
+        "..2026_01_01_b",
+        "[async_upload]\nenabled = true\nrollout = 50\n",
+    );
+    let reloaded = wait_until(&store, |s| s.snapshot().rollout.thousandths() == 50_000);
+    assert!(reloaded, "no reload seen after the ..data swap");
+
+    // A bad version swapped in keeps the last good snapshot and is counted.
+    swap("..2026_01_01_c", "[async_upload]\nrollout = \"half\"\n");
+    let counted = wait_until(&store, |s| s.reload_errors() > 0);
+    assert!(counted, "the bad version was not reported");
+    assert_eq!(store.snapshot().rollout.thousandths(), 50_000);
+    drop(guard);
+}

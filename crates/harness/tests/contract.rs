@@ -475,3 +475,55 @@ async fn stored_files_since_returns_each_file_once_across_deletes() {
         .collect();
     assert_eq!(names, ["0.jsonl", "2.jsonl", "3.jsonl"]);
 }
+
+/// The OpenAI SDKs' pager asks again with `after=<last id>` until `has_more` is false (or, when it
+/// is absent, until a page is empty): the Kimi stand-in must let that end.
+#[tokio::test]
+async fn kimi_list_honours_after_and_limit_so_a_cursor_pager_ends() {
+    let stand_in = start(Flavor::Kimi).await;
+    let base = stand_in.base_url();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (status, uploaded) = status_and_json(
+            upload(
+                &stand_in,
+                &format!("f{n}.txt"),
+                "file-extract",
+                b"x".to_vec(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        ids.push(uploaded["id"].as_str().unwrap().to_owned());
+    }
+    let http = client();
+    let page = |query: String| {
+        let request = http
+            .get(format!("{base}/files{query}"))
+            .bearer_auth(stand_in.api_key());
+        async move { status_and_json(request.send().await.unwrap()).await }
+    };
+    let (status, all) = page(String::new()).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["has_more"], false);
+    assert_eq!(all["data"].as_array().unwrap().len(), 5);
+
+    let mut seen = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    for _ in 0..10 {
+        let (status, listed) = page(query.clone()).await;
+        assert_eq!(status, 200);
+        let data = listed["data"].as_array().unwrap();
+        seen.extend(data.iter().map(|f| f["id"].as_str().unwrap().to_owned()));
+        let has_more = listed["has_more"].as_bool().expect("has_more is sent");
+        if !has_more || data.is_empty() {
+            break;
+        }
+        query = format!("?limit=2&after={}", seen.last().unwrap());
+    }
+    assert_eq!(seen, ids);
+    let (_, unknown) = page("?after=no-such-file".to_owned()).await;
+    assert_eq!(unknown["data"].as_array().unwrap().len(), 0);
+    assert_eq!(unknown["has_more"], false);
+}

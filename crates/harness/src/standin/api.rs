@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::server::ConnControl;
-use super::{lock, Entry, Shared, StoredFile};
+use super::{lock, Entry, Shared, Store, StoredFile};
 use crate::fault::{FaultDecision, InjectedFault, PathTarget};
 use crate::flavor::Flavor;
 
@@ -668,12 +668,7 @@ fn list(shared: &Shared, query: &str) -> Reply {
     let flavor = shared.flavor;
     let store = lock(&shared.store);
     if flavor == Flavor::Kimi {
-        let data: Vec<Value> = store
-            .files
-            .iter()
-            .map(|entry| file_object(flavor, &entry.file))
-            .collect();
-        return json_reply(StatusCode::OK, &json!({ "object": "list", "data": data }));
+        return kimi_list(&store, query);
     }
     let mut purpose = None;
     let mut after = None;
@@ -732,6 +727,49 @@ fn list(shared: &Shared, query: &str) -> Reply {
         .iter()
         .take(limit)
         .map(|file| file_object(flavor, file))
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({ "object": "list", "data": data, "has_more": has_more }),
+    )
+}
+
+/// Kimi documents no list parameters, so the real service may ignore them; a client that sends
+/// the OpenAI SDK's cursor (`after`) or a `limit` gets them honoured here, and every answer says
+/// `has_more`, so a cursor-following pager ends. Unparseable values are ignored, as unknown
+/// parameters would be; an unknown `after` gives an empty last page.
+fn kimi_list(store: &Store, query: &str) -> Reply {
+    let mut after = None;
+    let mut limit = usize::MAX;
+    for (key, value) in query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+    {
+        match key {
+            "after" if !value.is_empty() => after = Some(value),
+            "limit" => {
+                if let Ok(parsed @ 1..) = value.parse::<usize>() {
+                    limit = parsed;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut files: Vec<&StoredFile> = store.files.iter().map(|entry| &entry.file).collect();
+    if let Some(after) = after {
+        match files.iter().position(|file| file.id == after) {
+            Some(position) => {
+                files.drain(..=position);
+            }
+            None => files.clear(),
+        }
+    }
+    let has_more = files.len() > limit;
+    let data: Vec<Value> = files
+        .iter()
+        .take(limit)
+        .map(|file| file_object(Flavor::Kimi, file))
         .collect();
     json_reply(
         StatusCode::OK,

@@ -155,7 +155,9 @@ pub struct StandInStats {
 ///
 /// Under the base path (`/v1` for Kimi, `/api/paas/v4` for GLM): `POST /files` (multipart `file` with a
 /// filename, and `purpose`), `GET /files` (GLM: `purpose`, `after`, `order` = `asc`|`desc` (default
-/// `desc`), `limit` 1-100 (default 20), answering `has_more`), `GET /files/{id}`, `GET /files/{id}/content`
+/// `desc`), `limit` 1-100 (default 20), answering `has_more`; Kimi, which documents no list parameters:
+/// every file in creation order, honouring `after` and `limit` when a client sends them, always
+/// answering `has_more`), `GET /files/{id}`, `GET /files/{id}/content`
 /// and `DELETE /files/{id}`. Every route needs `Authorization: Bearer <api_key>`.
 ///
 /// # Limits and choices where the contract is silent or reads two ways
