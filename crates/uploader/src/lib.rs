@@ -56,21 +56,28 @@
 //! # });
 //! ```
 
+mod async_path;
+mod builder;
 mod dedupe;
 mod error;
+mod events;
+mod failure;
+mod leg;
 mod receipt;
+mod request;
 mod retry;
 mod routing;
 mod source;
+mod stored_name;
+mod sync_path;
 mod timeouts;
 mod uploader;
 
-pub use error::{TimeoutKind, UploadError};
+pub use builder::{BuildError, UploaderBuilder, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_SIZE};
+pub use error::{TimeoutKind, UnknownCause, UploadError};
 pub use receipt::{Receipt, Routing};
+pub use request::{ForcedPath, UploadRequest};
 pub use retry::RetryPolicy;
 pub use routing::derived_routing_key;
 pub use timeouts::Timeouts;
-pub use uploader::{
-    BuildError, ForcedPath, UploadRequest, Uploader, UploaderBuilder, CHUNK_SIZE_RANGE,
-    DEFAULT_CHUNK_SIZE,
-};
+pub use uploader::Uploader;
