@@ -57,7 +57,10 @@ pub(crate) struct Progression {
 /// An attempt under way.
 pub(crate) enum InProgress {
     /// A streaming attempt: stored only if the transport pulled the whole body.
-    Async { progress: Arc<Progress>, length: u64 },
+    Async {
+        progress: Arc<Progress>,
+        length: u64,
+    },
     /// A blocking attempt: its thread may send the whole body at any moment.
     Sync,
 }
@@ -133,9 +136,7 @@ impl Uploader {
         progression.working += duration;
         let fallback_reason = match &result {
             Err(failure)
-                if path == UploadPath::Async
-                    && job.flag.fallback
-                    && failure.allows_fallback() =>
+                if path == UploadPath::Async && job.flag.fallback && failure.allows_fallback() =>
             {
                 Some(failure.outcome())
             }

@@ -214,12 +214,9 @@ impl Uploader {
                 routing,
                 adopted: landed.adopted,
             }),
-            Err(failure) => Err(failure.into_error(
-                job.path,
-                leg_path,
-                progression.attempts,
-                fallback_reason,
-            )),
+            Err(failure) => {
+                Err(failure.into_error(job.path, leg_path, progression.attempts, fallback_reason))
+            }
         }
     }
 }

@@ -65,7 +65,13 @@ async fn a_same_named_same_sized_file_is_never_adopted() {
         .await
         .unwrap();
     // A second process: its own clients and seed, the flag at 100% without fallback.
-    let (second, _) = uploader_for(&first.stand_in, Flavor::Kimi, flag(100, 3, false), 12, |b| b);
+    let (second, _) = uploader_for(
+        &first.stand_in,
+        Flavor::Kimi,
+        flag(100, 3, false),
+        12,
+        |b| b,
+    );
     let result_b = second.upload(UploadRequest::new(&b, "file-extract")).await;
     match &result_b {
         Ok(receipt) => {
@@ -75,7 +81,10 @@ async fn a_same_named_same_sized_file_is_never_adopted() {
         Err(err) => assert!(err.to_string().contains("report.txt"), "{err}"),
     }
     assert_receipts_name_their_own_bytes(&first.stand_in, &[&receipt_a]);
-    assert_eq!(first.stand_in.stored_files().len(), 1 + usize::from(result_b.is_ok()));
+    assert_eq!(
+        first.stand_in.stored_files().len(),
+        1 + usize::from(result_b.is_ok())
+    );
 }
 
 /// 40 files all named `report.txt`, all the same size, different content, in flight together
@@ -84,9 +93,12 @@ async fn a_same_named_same_sized_file_is_never_adopted() {
 async fn forty_same_named_files_under_ambiguous_faults_keep_their_own_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let files = same_named_files(dir.path(), "host", "report.txt", 40, 4_000);
-    let rig = rig(Flavor::Glm, "drop:0.4,malformed:0.3", flag(50, 5, true), |b| {
-        b.concurrency(8).sync_concurrency(4)
-    })
+    let rig = rig(
+        Flavor::Glm,
+        "drop:0.4,malformed:0.3",
+        flag(50, 5, true),
+        |b| b.concurrency(8).sync_concurrency(4),
+    )
     .await;
     let requests = files
         .iter()
@@ -95,14 +107,23 @@ async fn forty_same_named_files_under_ambiguous_faults_keep_their_own_bytes() {
         .collect();
     let results: Vec<(usize, Result<Receipt, UploadError>)> =
         rig.uploader.upload_many(requests).collect().await;
-    let receipts: Vec<&Receipt> = results.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let receipts: Vec<&Receipt> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
     assert_eq!(
         receipts.len(),
         40,
         "{:?}",
-        results.iter().filter_map(|(_, r)| r.as_ref().err()).collect::<Vec<_>>()
+        results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err())
+            .collect::<Vec<_>>()
     );
-    assert!(receipts.iter().any(|r| r.adopted), "no ambiguous failure was exercised");
+    assert!(
+        receipts.iter().any(|r| r.adopted),
+        "no ambiguous failure was exercised"
+    );
     for receipt in &receipts {
         assert_eq!(receipt.filename, "report.txt");
         assert_eq!(receipt.file.filename, receipt.stored_filename);
@@ -174,11 +195,17 @@ async fn two_hosts_uploading_same_named_files_never_adopt_each_others() {
         );
         assert!(receipts.iter().any(|r| r.adopted));
         assert_receipts_name_their_own_bytes(&rig.stand_in, &receipts);
-        let mut stored_names: Vec<&str> =
-            receipts.iter().map(|r| r.stored_filename.as_str()).collect();
+        let mut stored_names: Vec<&str> = receipts
+            .iter()
+            .map(|r| r.stored_filename.as_str())
+            .collect();
         stored_names.sort_unstable();
         stored_names.dedup();
-        assert_eq!(stored_names.len(), receipts.len(), "two requests shared a stored name");
+        assert_eq!(
+            stored_names.len(),
+            receipts.len(),
+            "two requests shared a stored name"
+        );
         rig.assert_exactly_stored(&receipts);
     }
 }
@@ -199,9 +226,13 @@ async fn without_unique_names_ambiguity_ends_in_outcome_unknown() {
         .await
         .unwrap();
     assert_eq!(receipt_a.stored_filename, "report.txt");
-    let (second, _) = uploader_for(&first.stand_in, Flavor::Kimi, flag(100, 3, false), 12, |b| {
-        b.unique_stored_names(false)
-    });
+    let (second, _) = uploader_for(
+        &first.stand_in,
+        Flavor::Kimi,
+        flag(100, 3, false),
+        12,
+        |b| b.unique_stored_names(false),
+    );
     let err = second
         .upload(UploadRequest::new(&files[1], "file-extract"))
         .await

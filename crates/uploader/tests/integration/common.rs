@@ -174,7 +174,13 @@ pub fn sha256_file(path: &Path) -> String {
 
 /// Write `count` files all named `name`, each in its own folder under `dir`, all `size` bytes,
 /// each with different content (`tag` and its index repeated).
-pub fn same_named_files(dir: &Path, tag: &str, name: &str, count: usize, size: usize) -> Vec<PathBuf> {
+pub fn same_named_files(
+    dir: &Path,
+    tag: &str,
+    name: &str,
+    count: usize,
+    size: usize,
+) -> Vec<PathBuf> {
     (0..count)
         .map(|i| {
             let folder = dir.join(format!("{tag}-{i:03}"));

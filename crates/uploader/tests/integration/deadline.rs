@@ -21,7 +21,8 @@ async fn an_unanswered_list_ends_the_request_in_outcome_unknown() {
     let kind = provider_kind(Flavor::Kimi);
     let base_url = proxy.base_url(&rig.stand_in.base_url());
     let client =
-        ProviderClient::with_base_url(kind, &base_url, ApiKey::new(rig.stand_in.api_key())).unwrap();
+        ProviderClient::with_base_url(kind, &base_url, ApiKey::new(rig.stand_in.api_key()))
+            .unwrap();
     let blocking = client.blocking();
     for (label, timeouts, limit) in [
         // A short lookup limit: each lookup gives up, the request ends after its lookups.
@@ -109,12 +110,17 @@ async fn the_deadline_cuts_a_request_that_cannot_have_stored_anything() {
     let started = Instant::now();
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        rig.uploader.upload(UploadRequest::new(&files[0], "file-extract")),
+        rig.uploader
+            .upload(UploadRequest::new(&files[0], "file-extract")),
     )
     .await
     .expect("the request hung")
     .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         matches!(
             err,

@@ -31,7 +31,10 @@ async fn queue_wait_is_not_upload_latency() {
     let one_request = Duration::from_millis(20);
     // Nine uploads of at least 20 ms each ran before the last one got the slot.
     let longest_wait = receipts.iter().map(|r| r.queue).max().unwrap();
-    assert!(longest_wait >= one_request * 8, "longest queue wait {longest_wait:?}");
+    assert!(
+        longest_wait >= one_request * 8,
+        "longest queue wait {longest_wait:?}"
+    );
     for receipt in &receipts {
         assert_eq!(receipt.path, UploadPath::Sync);
         assert!(
@@ -51,7 +54,10 @@ async fn queue_wait_is_not_upload_latency() {
     waits.sort_unstable();
     from_receipts.sort_unstable();
     assert_eq!(waits, from_receipts);
-    assert_eq!(rig.recorder.max_in_flight(rig.provider, UploadPath::Sync), 1);
+    assert_eq!(
+        rig.recorder.max_in_flight(rig.provider, UploadPath::Sync),
+        1
+    );
     assert_eq!(rig.in_flight(), 0);
     assert_eq!(rig.recorder.queued(rig.provider, UploadPath::Sync), 0);
 }
