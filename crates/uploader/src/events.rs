@@ -14,6 +14,7 @@ pub(crate) struct Events {
 }
 
 /// One leg's `Request` event.
+#[derive(Clone, Copy)]
 pub(crate) struct LegEvent {
     pub(crate) path: UploadPath,
     pub(crate) outcome: Outcome,
@@ -36,7 +37,7 @@ impl Events {
         bytes: u64,
         attempt: u32,
     ) {
-        self.emit(UploadEvent {
+        self.emit(&UploadEvent {
             kind: EventKind::Attempt,
             provider: self.provider.to_owned(),
             path,
@@ -52,7 +53,7 @@ impl Events {
 
     /// One leg ended.
     pub(crate) fn leg(&self, leg: LegEvent) {
-        self.emit(UploadEvent {
+        self.emit(&UploadEvent {
             kind: EventKind::Request,
             provider: self.provider.to_owned(),
             path: leg.path,
@@ -66,8 +67,8 @@ impl Events {
         });
     }
 
-    fn emit(&self, event: UploadEvent) {
-        self.observer.on_event(&event);
+    fn emit(&self, event: &UploadEvent) {
+        self.observer.on_event(event);
     }
 
     /// Counts a leg as in flight (holding its slot) while the guard lives.
