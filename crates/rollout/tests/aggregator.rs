@@ -16,6 +16,7 @@ fn leg(path: UploadPath, outcome: Outcome, fallback: bool, at: SystemTime, ms: u
         path,
         outcome,
         duration: Duration::from_millis(ms),
+        queue_wait: Duration::ZERO,
         bytes: 1_024,
         attempt: 1,
         fallback_reason: fallback.then_some(outcome),

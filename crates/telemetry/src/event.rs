@@ -167,8 +167,9 @@ impl fmt::Display for EventKind {
 ///
 /// Emission rules (the uploader's side of the contract):
 /// - one [`EventKind::Attempt`] event per HTTP attempt, `attempt` counting from 1;
-/// - one [`EventKind::Request`] event per leg, with the leg's final outcome, total duration
-///   (retries included) and the number of attempts it took;
+/// - one [`EventKind::Request`] event per leg, with the leg's final outcome, its duration from
+///   the moment it held its path's concurrency slot to its end (retries and backoff included,
+///   the wait for the slot not), that wait as `queue_wait`, and the number of attempts it took;
 /// - when an async leg fails and the request falls back, the async leg's `Request` event carries
 ///   its failing outcome and `fallback_reason: Some(that outcome)`, and the fallback leg emits its
 ///   own `Request` event with path [`UploadPath::SyncFallback`].
@@ -185,8 +186,13 @@ pub struct UploadEvent {
     pub path: UploadPath,
     /// How it ended.
     pub outcome: Outcome,
-    /// Wall time it took (a leg's duration includes its retries and backoff).
+    /// Wall time it took: an attempt from its start to its answer; a leg from acquiring its path's
+    /// concurrency slot to its end (retries and backoff included, the wait for the slot not).
     pub duration: Duration,
+    /// For `Request`, how long the leg waited for its path's concurrency slot before it could
+    /// start (zero for `Attempt` events and for legs refused before sending).
+    #[serde(default)]
+    pub queue_wait: Duration,
     /// Payload bytes: the file size for this upload.
     pub bytes: u64,
     /// For `Attempt`, the attempt number (1 = first try); for `Request`, the attempts the leg made.

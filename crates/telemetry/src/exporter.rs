@@ -24,7 +24,7 @@ use crate::TelemetryError;
 /// The content type of the Prometheus text exposition format.
 pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A `PrometheusBuilder` with upramp's duration buckets set, for callers that need more options.
+/// A `PrometheusBuilder` with upramp's duration and queue-wait buckets set, for callers that need more options.
 ///
 /// # Errors
 /// [`TelemetryError::Exporter`] if the exporter rejects the bucket configuration.
@@ -34,6 +34,12 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, TelemetryError> {
             Matcher::Full(names::UPLOAD_DURATION_SECONDS.to_owned()),
             &DURATION_BUCKETS_SECONDS,
         )
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(
+                Matcher::Full(names::UPLOAD_QUEUE_SECONDS.to_owned()),
+                &DURATION_BUCKETS_SECONDS,
+            )
+        })
         .map_err(|err| TelemetryError::Exporter(err.to_string()))
 }
 

@@ -43,6 +43,7 @@
 //!         path: UploadPath::Async,
 //!         outcome: Outcome::Success,
 //!         duration: Duration::from_millis(250),
+//!         queue_wait: Duration::ZERO,
 //!         bytes: 4096,
 //!         attempt: 1,
 //!         fallback_reason: None,

@@ -55,9 +55,10 @@ impl UploadObserver for TracingObserver {
             ),
             EventKind::Request => {
                 let fallback_reason = event.fallback_reason.map(|reason| reason.as_str());
+                let queue_ms = event.queue_wait.as_secs_f64() * 1000.0;
                 tracing::debug!(
                     target: UPLOAD_LOG_TARGET,
-                    provider, path, bytes, duration_ms, outcome, attempts = attempt, fallback_reason,
+                    provider, path, bytes, duration_ms, queue_ms, outcome, attempts = attempt, fallback_reason,
                     "upload leg finished"
                 );
             }
@@ -66,6 +67,10 @@ impl UploadObserver for TracingObserver {
 
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
         tracing::trace!(target: UPLOAD_LOG_TARGET, provider, path = path.as_str(), delta, "in-flight change");
+    }
+
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        tracing::trace!(target: UPLOAD_LOG_TARGET, provider, path = path.as_str(), delta, "queued change");
     }
 }
 

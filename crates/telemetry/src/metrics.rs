@@ -21,16 +21,22 @@ use crate::TelemetryError;
 pub mod names {
     /// Counter of request legs, by `provider`, `path`, `outcome`.
     pub const UPLOADS_TOTAL: &str = "upramp_uploads_total";
-    /// Histogram of request-leg durations in seconds, by `provider`, `path`.
+    /// Histogram of request-leg durations in seconds, from acquiring the path's concurrency slot
+    /// to the leg's end, by `provider`, `path`.
     pub const UPLOAD_DURATION_SECONDS: &str = "upramp_upload_duration_seconds";
+    /// Histogram of the time request legs waited for their path's concurrency slot, in seconds,
+    /// by `provider`, `path`.
+    pub const UPLOAD_QUEUE_SECONDS: &str = "upramp_upload_queue_seconds";
     /// Counter of bytes uploaded by successful legs, by `provider`, `path`.
     pub const UPLOAD_BYTES_TOTAL: &str = "upramp_upload_bytes_total";
     /// Counter of retry attempts (attempt number above 1), by `provider`, `path`.
     pub const UPLOAD_RETRIES_TOTAL: &str = "upramp_upload_retries_total";
     /// Counter of async legs that fell back to the sync path, by `provider`, `reason`.
     pub const UPLOAD_FALLBACKS_TOTAL: &str = "upramp_upload_fallbacks_total";
-    /// Gauge of uploads in progress, by `provider`, `path`.
+    /// Gauge of request legs holding their path's concurrency slot, by `provider`, `path`.
     pub const UPLOADS_IN_FLIGHT: &str = "upramp_uploads_in_flight";
+    /// Gauge of request legs waiting for their path's concurrency slot, by `provider`, `path`.
+    pub const UPLOADS_QUEUED: &str = "upramp_uploads_queued";
     /// Counter of flag evaluations, by `flag`, `variant`.
     pub const FLAG_EVALUATIONS_TOTAL: &str = "upramp_flag_evaluations_total";
     /// Gauge of the applied rollout percentage (0-100), by `flag`.
@@ -39,13 +45,15 @@ pub mod names {
     pub const ROLLOUT_DECISIONS_TOTAL: &str = "upramp_rollout_decisions_total";
 
     /// Every metric name above.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         UPLOADS_TOTAL,
         UPLOAD_DURATION_SECONDS,
+        UPLOAD_QUEUE_SECONDS,
         UPLOAD_BYTES_TOTAL,
         UPLOAD_RETRIES_TOTAL,
         UPLOAD_FALLBACKS_TOTAL,
         UPLOADS_IN_FLIGHT,
+        UPLOADS_QUEUED,
         FLAG_EVALUATIONS_TOTAL,
         ROLLOUT_PERCENT,
         ROLLOUT_DECISIONS_TOTAL,
@@ -72,7 +80,8 @@ pub mod names {
     pub const INVALID: &str = "invalid";
 }
 
-/// Upper bounds (seconds) of the `upramp_upload_duration_seconds` buckets: from 5 ms to 10 min.
+/// Upper bounds (seconds) of the `upramp_upload_duration_seconds` and
+/// `upramp_upload_queue_seconds` buckets: from 5 ms to 10 min.
 pub const DURATION_BUCKETS_SECONDS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
@@ -93,7 +102,12 @@ pub fn describe_metrics() {
     describe_histogram!(
         names::UPLOAD_DURATION_SECONDS,
         Unit::Seconds,
-        "Duration of upload request legs, retries included, by provider and path."
+        "Duration of upload request legs from acquiring the path's concurrency slot to the end, retries included, by provider and path."
+    );
+    describe_histogram!(
+        names::UPLOAD_QUEUE_SECONDS,
+        Unit::Seconds,
+        "Time upload request legs waited for their path's concurrency slot, by provider and path."
     );
     describe_counter!(
         names::UPLOAD_BYTES_TOTAL,
@@ -113,7 +127,12 @@ pub fn describe_metrics() {
     describe_gauge!(
         names::UPLOADS_IN_FLIGHT,
         Unit::Count,
-        "Uploads currently in progress, by provider and path."
+        "Upload request legs holding their path's concurrency slot, by provider and path."
+    );
+    describe_gauge!(
+        names::UPLOADS_QUEUED,
+        Unit::Count,
+        "Upload request legs waiting for their path's concurrency slot, by provider and path."
     );
     describe_counter!(
         names::FLAG_EVALUATIONS_TOTAL,
@@ -152,6 +171,7 @@ pub fn describe_metrics() {
 ///         path: UploadPath::Async,
 ///         outcome: Outcome::Success,
 ///         duration: Duration::from_millis(120),
+///         queue_wait: Duration::ZERO,
 ///         bytes: 2048,
 ///         attempt: 1,
 ///         fallback_reason: None,
@@ -236,6 +256,9 @@ impl UploadObserver for PrometheusObserver {
                 histogram!(names::UPLOAD_DURATION_SECONDS,
                     names::LABEL_PROVIDER => provider.clone(), names::LABEL_PATH => path)
                 .record(event.duration.as_secs_f64());
+                histogram!(names::UPLOAD_QUEUE_SECONDS,
+                    names::LABEL_PROVIDER => provider.clone(), names::LABEL_PATH => path)
+                .record(event.queue_wait.as_secs_f64());
                 if event.outcome.is_success() {
                     counter!(names::UPLOAD_BYTES_TOTAL,
                         names::LABEL_PROVIDER => provider.clone(), names::LABEL_PATH => path)
@@ -254,6 +277,13 @@ impl UploadObserver for PrometheusObserver {
         let provider = self.provider_label(provider).to_owned();
         // Deltas are +-1 in practice; f64 holds every integer below 2^53 exactly.
         gauge!(names::UPLOADS_IN_FLIGHT,
+            names::LABEL_PROVIDER => provider, names::LABEL_PATH => path.as_str())
+        .increment(delta as f64);
+    }
+
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        let provider = self.provider_label(provider).to_owned();
+        gauge!(names::UPLOADS_QUEUED,
             names::LABEL_PROVIDER => provider, names::LABEL_PATH => path.as_str())
         .increment(delta as f64);
     }

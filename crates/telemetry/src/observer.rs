@@ -13,8 +13,15 @@ pub trait UploadObserver: Send + Sync {
     /// Called once per attempt and once per request leg (see [`UploadEvent`] for the rules).
     fn on_event(&self, event: &UploadEvent);
 
-    /// Called with `+1` when an upload starts on `path` and `-1` when it finishes.
+    /// Called with `+1` when a leg on `path` acquires its path's concurrency slot and `-1` when it
+    /// releases it: only legs holding a slot count as in flight.
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
+        let _ = (provider, path, delta);
+    }
+
+    /// Called with `+1` when a leg on `path` starts waiting for its path's concurrency slot and
+    /// `-1` when the wait ends (it got the slot, or it was cancelled).
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
         let _ = (provider, path, delta);
     }
 }
@@ -27,6 +34,9 @@ impl<T: UploadObserver + ?Sized> UploadObserver for Arc<T> {
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
         (**self).on_in_flight(provider, path, delta);
     }
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        (**self).on_queued(provider, path, delta);
+    }
 }
 
 impl<T: UploadObserver + ?Sized> UploadObserver for Box<T> {
@@ -37,6 +47,9 @@ impl<T: UploadObserver + ?Sized> UploadObserver for Box<T> {
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
         (**self).on_in_flight(provider, path, delta);
     }
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        (**self).on_queued(provider, path, delta);
+    }
 }
 
 impl<T: UploadObserver + ?Sized> UploadObserver for &T {
@@ -46,6 +59,9 @@ impl<T: UploadObserver + ?Sized> UploadObserver for &T {
 
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
         (**self).on_in_flight(provider, path, delta);
+    }
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        (**self).on_queued(provider, path, delta);
     }
 }
 
@@ -133,9 +149,15 @@ impl UploadObserver for FanOut {
             observer.on_in_flight(provider, path, delta);
         }
     }
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
+        for observer in &self.observers {
+            observer.on_queued(provider, path, delta);
+        }
+    }
 }
 
-/// A test double that keeps every event and the net in-flight count per (provider, path).
+/// A test double that keeps every event, and per (provider, path) the net in-flight and queued
+/// counts and the highest in-flight count seen.
 ///
 /// Memory grows with the events it is given: meant for tests, not for production.
 #[derive(Debug, Default)]
@@ -147,6 +169,8 @@ pub struct RecordingObserver {
 struct Recorded {
     events: Vec<UploadEvent>,
     in_flight: HashMap<(String, UploadPath), i64>,
+    max_in_flight: HashMap<(String, UploadPath), i64>,
+    queued: HashMap<(String, UploadPath), i64>,
 }
 
 impl RecordingObserver {
@@ -169,6 +193,24 @@ impl RecordingObserver {
             .unwrap_or(0)
     }
 
+    /// The highest in-flight count seen for (provider, path).
+    pub fn max_in_flight(&self, provider: &str, path: UploadPath) -> i64 {
+        self.lock()
+            .max_in_flight
+            .get(&(provider.to_owned(), path))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The sum of queued deltas seen for (provider, path).
+    pub fn queued(&self, provider: &str, path: UploadPath) -> i64 {
+        self.lock()
+            .queued
+            .get(&(provider.to_owned(), path))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -180,9 +222,21 @@ impl UploadObserver for RecordingObserver {
     }
 
     fn on_in_flight(&self, provider: &str, path: UploadPath, delta: i64) {
+        let mut recorded = self.lock();
+        let key = (provider.to_owned(), path);
+        let now = {
+            let count = recorded.in_flight.entry(key.clone()).or_insert(0);
+            *count += delta;
+            *count
+        };
+        let max = recorded.max_in_flight.entry(key).or_insert(0);
+        *max = (*max).max(now);
+    }
+
+    fn on_queued(&self, provider: &str, path: UploadPath, delta: i64) {
         *self
             .lock()
-            .in_flight
+            .queued
             .entry((provider.to_owned(), path))
             .or_insert(0) += delta;
     }
@@ -214,6 +268,7 @@ mod tests {
             path: UploadPath::Sync,
             outcome: Outcome::Success,
             duration: Duration::from_millis(5),
+            queue_wait: Duration::ZERO,
             bytes: 10,
             attempt: 1,
             fallback_reason: None,
@@ -223,10 +278,13 @@ mod tests {
         nested.on_in_flight("glm", UploadPath::Sync, 1);
         nested.on_in_flight("glm", UploadPath::Sync, -1);
         nested.on_in_flight("glm", UploadPath::Sync, 1);
+        nested.on_queued("glm", UploadPath::Async, 1);
         for recorder in [&first, &second] {
             assert_eq!(recorder.events(), vec![event.clone()]);
             assert_eq!(recorder.in_flight("glm", UploadPath::Sync), 1);
             assert_eq!(recorder.in_flight("glm", UploadPath::Async), 0);
+            assert_eq!(recorder.max_in_flight("glm", UploadPath::Sync), 1);
+            assert_eq!(recorder.queued("glm", UploadPath::Async), 1);
         }
     }
 }

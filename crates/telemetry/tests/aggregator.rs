@@ -28,6 +28,7 @@ fn request(
         path,
         outcome,
         duration: Duration::from_micros(micros),
+        queue_wait: Duration::ZERO,
         bytes: 1,
         attempt: 1,
         fallback_reason: (path == UploadPath::Async && !outcome.is_success()).then_some(outcome),

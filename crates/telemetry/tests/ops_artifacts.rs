@@ -43,7 +43,8 @@ fn dashboard_is_valid_json_with_the_required_panels() {
         "Success ratio by path",
         "Latency p50 / p99 by path",
         "Fallbacks to sync by reason",
-        "Uploads in flight",
+        "Uploads in flight and queued",
+        "Queue wait p50 / p99 by path",
         "Rollout percent",
         "Rollout decisions",
     ] {
@@ -87,6 +88,7 @@ fn alert_rules_query_exported_metrics() {
         "UpRampUploadFallbackRatioHigh",
         "UpRampUploadFallbackSpike",
         "UpRampAsyncLatencyRegression",
+        "UpRampUploadQueueWaitHigh",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}")),

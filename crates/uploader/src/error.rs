@@ -16,6 +16,9 @@ pub enum TimeoutKind {
     Stall,
     /// The attempt exceeded its size-dependent total timeout.
     Total,
+    /// The request exceeded its overall deadline (`Timeouts::deadline`,
+    /// [`Timeouts::deadline_for`](crate::Timeouts::deadline_for)).
+    Deadline,
 }
 
 impl TimeoutKind {
@@ -25,6 +28,7 @@ impl TimeoutKind {
             TimeoutKind::Connect => "connect",
             TimeoutKind::Stall => "stall",
             TimeoutKind::Total => "total",
+            TimeoutKind::Deadline => "deadline",
         }
     }
 }
@@ -134,9 +138,10 @@ pub enum UploadError {
         /// The async leg's failing outcome when the request fell back and the fallback failed too.
         fallback_reason: Option<Outcome>,
     },
-    /// The body may have reached the provider but no answer came, and listing the provider's files
-    /// to find it failed too: re-sending could store a duplicate, so the uploader stops here.
-    #[error("{}: outcome unknown on the {path_taken} path after {attempts} attempt(s): the file may have been stored; checking failed: {source}", path.display())]
+    /// The body may have reached the provider but no answer came, and the uploader could not
+    /// establish whether it was stored: re-sending could store a duplicate and adopting could name
+    /// another request's file, so the uploader stops here. The file may be stored.
+    #[error("{}: outcome unknown on the {path_taken} path after {attempts} attempt(s): the file may have been stored; {cause}", path.display())]
     OutcomeUnknown {
         /// The file named by the request.
         path: PathBuf,
@@ -144,9 +149,9 @@ pub enum UploadError {
         path_taken: UploadPath,
         /// HTTP attempts made, all legs together.
         attempts: u32,
-        /// Why the provider's file list could not be read.
+        /// Why it could not be established.
         #[source]
-        source: ProviderError,
+        cause: UnknownCause,
     },
     /// The upload was cancelled: the runtime shut down under it.
     #[error("{}: upload cancelled", path.display())]
@@ -166,6 +171,27 @@ pub enum UploadError {
         /// The panic or join error.
         detail: String,
     },
+}
+
+/// Why an ambiguous attempt's outcome stayed unknown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnknownCause {
+    /// The provider's file list could not be read (or not within `Timeouts::list`).
+    #[error("checking the provider's file list failed: {0}")]
+    ListFailed(#[source] ProviderError),
+    /// Stored names are not unique (`unique_stored_names(false)`) and the list holds files with
+    /// this request's name and size created since the ambiguous attempt: none can be proven to
+    /// hold this request's bytes.
+    #[error("{candidates} stored file(s) share its name and size and stored names are not unique, so none can be proven to be this request's")]
+    NotProvable {
+        /// How many listed files matched.
+        candidates: usize,
+    },
+    /// The request's overall deadline passed while an attempt that may have stored the file was
+    /// unanswered or unchecked.
+    #[error("the request deadline of {0:?} passed before it could be checked")]
+    Deadline(Duration),
 }
 
 impl UploadError {

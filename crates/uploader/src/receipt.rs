@@ -28,6 +28,12 @@ pub struct Receipt {
     pub source: PathBuf,
     /// The provider's file object (its `id` names the stored file).
     pub file: FileObject,
+    /// The file name the request asked for (its own, or the path's last component).
+    pub filename: String,
+    /// The name the file was stored under: `filename` with this request's unique marker before
+    /// the extension (`report.txt` -> `report.u7f3a9c2d1e4b5a60.txt`), or `filename` itself when
+    /// unique stored names are off (see [`UploaderBuilder::unique_stored_names`](crate::UploaderBuilder::unique_stored_names)).
+    pub stored_filename: String,
     /// The provider's name (`kimi`, `glm`, `openai`).
     pub provider: String,
     /// The path of the leg that succeeded.
@@ -38,15 +44,20 @@ pub struct Receipt {
     pub bytes: u64,
     /// Lower-case hex SHA-256 of the bytes sent, computed while sending.
     pub sha256: String,
-    /// Wall time of the whole request, retries and fallback included.
+    /// Time the request worked: from each leg acquiring its path's concurrency slot to the leg's
+    /// end, summed over its legs (retries, backoff and fallback included; waits for a slot not).
     #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
+    /// Time the request waited for its paths' concurrency slots, summed over its legs.
+    #[serde(rename = "queue_ms", serialize_with = "millis")]
+    pub queue: Duration,
     /// When the request fell back to the sync path: the async leg's failing outcome.
     pub fallback_reason: Option<Outcome>,
     /// How the path was chosen.
     pub routing: Routing,
     /// True when no answer came for the attempt that stored the file and the uploader found it in
-    /// the provider's list and adopted it instead of sending it again.
+    /// the provider's list (by its unique stored name and size) and adopted it instead of sending
+    /// it again.
     pub adopted: bool,
 }
 

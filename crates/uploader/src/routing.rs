@@ -1,6 +1,54 @@
-//! The routing key of a request that did not bring one.
+//! Which path a request starts on: the flag's decision for its routing key (or the key derived
+//! from the file), or the caller's forced path.
 
 use std::path::Path;
+
+use upramp_flags::{DecisionPath, FlagConfig};
+use upramp_telemetry::{record_flag_evaluation, UploadPath};
+
+use crate::receipt::Routing;
+use crate::request::{ForcedPath, UploadRequest};
+
+/// The path `request` starts on and how it was chosen. A flag evaluation is recorded; a forced
+/// path records none.
+pub(crate) fn route(
+    request: &UploadRequest,
+    flag: &FlagConfig,
+    size: u64,
+    forced: Option<ForcedPath>,
+) -> (UploadPath, Routing) {
+    let key_derived = request.routing_key.is_none();
+    if let Some(forced) = forced {
+        let (path, decided) = match forced {
+            ForcedPath::Async => (UploadPath::Async, "async"),
+            ForcedPath::Sync => (UploadPath::Sync, "sync"),
+        };
+        let routing = Routing {
+            decided,
+            reason: "forced",
+            bucket: None,
+            key_derived,
+        };
+        return (path, routing);
+    }
+    let key = match &request.routing_key {
+        Some(key) => key.clone(),
+        None => derived_routing_key(&request.path, size),
+    };
+    let decision = upramp_flags::evaluate(flag, &key);
+    record_flag_evaluation(&flag.name, decision.path.as_str());
+    let path = match decision.path {
+        DecisionPath::Async => UploadPath::Async,
+        DecisionPath::Sync => UploadPath::Sync,
+    };
+    let routing = Routing {
+        decided: decision.path.as_str(),
+        reason: decision.reason.as_str(),
+        bucket: Some(decision.bucket),
+        key_derived,
+    };
+    (path, routing)
+}
 
 /// The routing key used when an [`UploadRequest`](crate::UploadRequest) has none:
 /// `"file:<absolute path>:<size in bytes>"`.

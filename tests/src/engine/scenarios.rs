@@ -423,6 +423,9 @@ async fn outage(
     ))
 }
 
+/// The restart scenario's background faults: each a failure after which the file may be stored.
+const AMBIGUOUS_FAULTS: &str = "drop:0.01,malformed:0.01,reset:0.01";
+
 async fn restart(
     run: &mut Run<'_>,
     world: &mut World,
@@ -430,6 +433,13 @@ async fn restart(
 ) -> Result<Findings, ValidateError> {
     run.start_at(world, &mut controller, 3)?;
     let per_tick = run.per_tick(&controller);
+    // Ambiguous failures on both paths throughout: uploads stored with the answer lost (drop), or
+    // a success answer cut mid-document (malformed), or the connection reset after the body. Each
+    // sends the uploader to the provider's list, where same-named files of the same size (the
+    // twins, and every other request for the same corpus file, from both hosts) sit next to its
+    // own: `no_lost_requests` then checks that every receipt names its own bytes.
+    world.set_faults(&faults(AMBIGUOUS_FAULTS)?);
+    let faults_start = world.hours();
     for _ in 0..4 {
         run.interval(world, &mut controller, per_tick).await?;
     }
@@ -464,6 +474,12 @@ async fn restart(
         .stages
         .get(before.stage_index)
         .map_or(0.0, |s| s.min_bake.as_secs_f64() / 3600.0);
+    world.set_faults(&FaultPlan::none());
+    run.span(
+        faults_start,
+        world.hours(),
+        format!("ambiguous failures on both paths (`{AMBIGUOUS_FAULTS}`)"),
+    );
     let since_restart = after(&world.decisions, restarted);
     let bake_kept = bake_time_kept(ended, stage_started, min_bake_hours);
     let checks = vec![
@@ -490,8 +506,9 @@ async fn restart(
         )
     );
     Ok((
-        "at the 50% stage a day into its bake, the controller is dropped, traffic goes on for 12 h, and a new \
-         controller is built from the state file"
+        "at the 50% stage a day into its bake, with ambiguous failures (drop, malformed, reset) on both \
+         paths, the controller is dropped, traffic goes on for 12 h, and a new controller is built from the \
+         state file"
             .to_owned(),
         "resume at the same stage with the same bake start, then advance".to_owned(),
         observed,

@@ -43,7 +43,6 @@ pub(crate) type RolloutController = Controller<AggregatorSource, StoreSink>;
 #[derive(Debug, Clone)]
 pub(crate) struct CorpusFile {
     pub(crate) path: PathBuf,
-    pub(crate) name: String,
     pub(crate) bytes: u64,
     pub(crate) sha256: String,
 }
@@ -58,6 +57,15 @@ pub(crate) struct Corpus {
 
 /// Small sizes: 1 KiB to 64 KiB, roughly log-spaced.
 const SMALL_SIZES: [u64; 6] = [1_024, 3_000, 8_192, 20_000, 40_960, 65_536];
+
+/// Sizes of the twin files: per kind, two files at each of these sizes with one name
+/// (`report-<size>.<ext>`, in folders `twin-a` and `twin-b`) and different content, the case
+/// where a file list shows nothing that tells them apart.
+const TWIN_SIZES: [u64; 2] = [8_192, 40_960];
+
+/// Uploaders per provider: two hosts of one service sharing each provider account (their own
+/// clients, seeds and adoption bookkeeping), so same-named files also meet across uploaders.
+const HOSTS: usize = 2;
 
 fn sha256_of(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
@@ -74,7 +82,7 @@ fn sha256_of(path: &Path) -> io::Result<String> {
 }
 
 impl Corpus {
-    /// Every kind at every small size, plus the profile's big files.
+    /// Every kind at every small size, the twins, plus the profile's big files.
     pub(crate) fn generate(seed: u64, big: &[(FileKind, u64)]) -> Result<Self, ValidateError> {
         let dir = tempfile::tempdir().map_err(|source| ValidateError::Corpus {
             path: std::env::temp_dir(),
@@ -91,13 +99,8 @@ impl Corpus {
                 path: path.clone(),
                 source,
             })?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
             Ok(CorpusFile {
                 path,
-                name,
                 bytes,
                 sha256,
             })
@@ -114,6 +117,22 @@ impl Corpus {
         for (k, kind) in FileKind::ALL.into_iter().enumerate() {
             for (s, size) in SMALL_SIZES.into_iter().enumerate() {
                 small.push(describe(make(kind, size, (k * 16 + s) as u64)?)?);
+            }
+        }
+        for (k, kind) in FileKind::ALL.into_iter().enumerate() {
+            for (s, size) in TWIN_SIZES.into_iter().enumerate() {
+                for (t, folder) in ["twin-a", "twin-b"].into_iter().enumerate() {
+                    let generated = make(kind, size, 0x7_1000 + (k * 16 + s * 2 + t) as u64)?;
+                    let twin_dir = dir.path().join(folder);
+                    let twin = twin_dir.join(format!("report-{size}.{}", kind.extension()));
+                    std::fs::create_dir_all(&twin_dir)
+                        .and_then(|()| std::fs::rename(&generated, &twin))
+                        .map_err(|source| ValidateError::Corpus {
+                            path: twin.clone(),
+                            source,
+                        })?;
+                    small.push(describe(twin)?);
+                }
             }
         }
         let mut large = Vec::new();
@@ -187,6 +206,8 @@ impl UploadObserver for LegRecorder {
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
     provider: Provider,
+    /// Which of the provider's uploaders (hosts) sends it.
+    host: usize,
     key: String,
     file: usize,
     big: bool,
@@ -271,25 +292,27 @@ impl World {
                 .await
                 .map_err(|e| ValidateError::Setup(format!("{provider} stand-in task: {e}")))?
                 .map_err(|e| ValidateError::Setup(format!("{provider} stand-in: {e}")))?;
-            let client = ProviderClient::with_base_url(
-                kind,
-                &stand_in.base_url(),
-                ApiKey::new(stand_in.api_key()),
-            )
-            .map_err(|e| ValidateError::Setup(format!("{provider} client: {e}")))?;
-            let blocking = client.blocking();
-            let uploader = Uploader::builder(Arc::new(client), Arc::new(blocking))
-                .flags(flags.clone())
-                .observer(observer.clone())
-                .clock(clock.clone())
-                .concurrency(profile.workers)
-                .sync_concurrency(profile.workers)
-                .retry_policy(profile.retry)
-                .seed(seed ^ (0x5eed + i as u64))
-                .build()
-                .map_err(|e| ValidateError::Setup(format!("{provider} uploader: {e}")))?;
+            for host in 0..HOSTS {
+                let client = ProviderClient::with_base_url(
+                    kind,
+                    &stand_in.base_url(),
+                    ApiKey::new(stand_in.api_key()),
+                )
+                .map_err(|e| ValidateError::Setup(format!("{provider} client: {e}")))?;
+                let blocking = client.blocking();
+                let uploader = Uploader::builder(Arc::new(client), Arc::new(blocking))
+                    .flags(flags.clone())
+                    .observer(observer.clone())
+                    .clock(clock.clone())
+                    .concurrency(profile.workers)
+                    .sync_concurrency(profile.workers)
+                    .retry_policy(profile.retry)
+                    .seed(seed ^ (0x5eed + (i * HOSTS + host) as u64))
+                    .build()
+                    .map_err(|e| ValidateError::Setup(format!("{provider} uploader: {e}")))?;
+                uploaders.push((provider, uploader));
+            }
             stand_ins.push((provider, stand_in));
-            uploaders.push((provider, uploader));
         }
         let keys = (0..profile.returning_keys)
             .map(|i| format!("tenant-{:04x}-{i:05}", seed & 0xffff))
@@ -398,6 +421,7 @@ impl World {
                 format!("{}-{:08}", self.key_prefix, self.requests_made + i as u64)
             };
             let provider = Provider::ALL[self.rng.gen_range(0..Provider::ALL.len())];
+            let host = self.rng.gen_range(0..HOSTS);
             let is_big = i >= count && !self.corpus.big.is_empty();
             let file = if is_big {
                 self.rng.gen_range(0..self.corpus.big.len())
@@ -406,6 +430,7 @@ impl World {
             };
             jobs.push(Job {
                 provider,
+                host,
                 key,
                 file,
                 big: is_big,
@@ -443,18 +468,18 @@ impl World {
     /// Runs `jobs` through the uploaders at the profile's concurrency, every event stamped with the
     /// simulated clock's current time, and records each request's result.
     pub(crate) async fn drive(&mut self, jobs: Vec<Job>) -> Vec<RequestRecord> {
-        let first = self.requests_made;
         self.requests_made += jobs.len() as u64;
         let corpus = self.corpus.clone();
         let flags = self.flags.clone();
         let uploaders = self.uploaders.clone();
-        let records: Vec<RequestRecord> = futures::stream::iter(jobs.into_iter().enumerate())
-            .map(|(i, job)| {
+        let records: Vec<RequestRecord> = futures::stream::iter(jobs)
+            .map(|job| {
                 let corpus = corpus.clone();
                 let flags = flags.clone();
                 let uploader = uploaders
                     .iter()
-                    .find(|(p, _)| *p == job.provider)
+                    .filter(|(p, _)| *p == job.provider)
+                    .nth(job.host)
                     .map(|(_, u)| u.clone());
                 async move {
                     let file = if job.big {
@@ -464,11 +489,11 @@ impl World {
                     };
                     // The driver's own evaluation of the same key, to check the uploader routed by it.
                     let decided_async = flags.evaluate(&job.key).path == DecisionPath::Async;
-                    // A unique name per request, so adoption after an ambiguous failure can only ever
-                    // match this request's own file.
-                    let request = UploadRequest::new(&file.path, PURPOSE)
-                        .routing_key(job.key.clone())
-                        .filename(format!("r{:07}-{}", first + i as u64, file.name));
+                    // The file's own name: many requests share it (and the twins share it with a
+                    // different file of the same size), so adoption after an ambiguous failure
+                    // must tell requests apart by itself.
+                    let request =
+                        UploadRequest::new(&file.path, PURPOSE).routing_key(job.key.clone());
                     let result = match uploader {
                         Some(uploader) => match uploader.upload(request).await {
                             Ok(receipt) => RequestResult::Receipt {

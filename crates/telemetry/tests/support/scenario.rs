@@ -87,7 +87,9 @@ pub fn emit(observer: &dyn UploadObserver) {
         },
     ];
     let mut at = start();
-    for leg in legs {
+    for (index, leg) in (0u64..).zip(legs) {
+        observer.on_queued(leg.provider, leg.path, 1);
+        observer.on_queued(leg.provider, leg.path, -1);
         observer.on_in_flight(leg.provider, leg.path, 1);
         let mut total = Duration::ZERO;
         for (number, (outcome, millis)) in (1u32..).zip(leg.attempts) {
@@ -99,6 +101,7 @@ pub fn emit(observer: &dyn UploadObserver) {
                 path: leg.path,
                 outcome: *outcome,
                 duration,
+                queue_wait: Duration::ZERO,
                 bytes: leg.bytes,
                 attempt: number,
                 fallback_reason: None,
@@ -115,6 +118,7 @@ pub fn emit(observer: &dyn UploadObserver) {
             path: leg.path,
             outcome,
             duration: total,
+            queue_wait: Duration::from_millis(3 * index),
             bytes: leg.bytes,
             attempt: leg.attempts.len() as u32,
             fallback_reason: leg.fallback.then_some(outcome),
@@ -125,6 +129,8 @@ pub fn emit(observer: &dyn UploadObserver) {
     }
     // One upload still running when the exposition is rendered.
     observer.on_in_flight("kimi", Async, 1);
+    // And one waiting for its slot.
+    observer.on_queued("kimi", Async, 1);
 }
 
 /// Records the scenario's flag and rollout metrics with the current recorder.

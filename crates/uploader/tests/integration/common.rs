@@ -29,6 +29,7 @@ pub fn fast_timeouts() -> Timeouts {
         stall: Duration::from_secs(1),
         total_floor: Duration::from_secs(20),
         min_throughput: 1024 * 1024,
+        ..Timeouts::default()
     }
 }
 
@@ -74,6 +75,24 @@ pub async fn rig(
     )
     .await
     .unwrap();
+    let (uploader, recorder) = uploader_for(&stand_in, flavor, flag, 11, tune);
+    Rig {
+        stand_in,
+        uploader,
+        recorder,
+        provider: provider_kind(flavor).as_str(),
+    }
+}
+
+/// An uploader of its own (own clients, own observer, `seed`) over a running stand-in: another
+/// process or host uploading to the same provider account.
+pub fn uploader_for(
+    stand_in: &StandIn,
+    flavor: Flavor,
+    flag: FlagConfig,
+    seed: u64,
+    tune: impl FnOnce(UploaderBuilder) -> UploaderBuilder,
+) -> (Uploader, Arc<RecordingObserver>) {
     let kind = provider_kind(flavor);
     let client =
         ProviderClient::with_base_url(kind, &stand_in.base_url(), ApiKey::new(stand_in.api_key()))
@@ -85,14 +104,8 @@ pub async fn rig(
         .observer(recorder.clone())
         .retry_policy(fast_retry())
         .timeouts(fast_timeouts())
-        .seed(11);
-    let uploader = tune(builder).build().unwrap();
-    Rig {
-        stand_in,
-        uploader,
-        recorder,
-        provider: kind.as_str(),
-    }
+        .seed(seed);
+    (tune(builder).build().unwrap(), recorder)
 }
 
 impl Rig {
@@ -157,6 +170,28 @@ pub fn sha256_file(path: &Path) -> String {
         hasher.update(&buffer[..read]);
     }
     hex::encode(hasher.finalize())
+}
+
+/// Write `count` files all named `name`, each in its own folder under `dir`, all `size` bytes,
+/// each with different content (`tag` and its index repeated).
+pub fn same_named_files(
+    dir: &Path,
+    tag: &str,
+    name: &str,
+    count: usize,
+    size: usize,
+) -> Vec<PathBuf> {
+    (0..count)
+        .map(|i| {
+            let folder = dir.join(format!("{tag}-{i:03}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            let path = folder.join(name);
+            let line = format!("{tag} copy {i}\n");
+            let contents: String = line.chars().cycle().take(size).collect();
+            std::fs::write(&path, contents).unwrap();
+            path
+        })
+        .collect()
 }
 
 /// Write `count` small distinct text files into `dir`.

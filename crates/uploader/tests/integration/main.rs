@@ -3,8 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::large_futures)]
 
+mod adoption;
 mod common;
+mod deadline;
 mod faults;
 mod inputs;
 mod memory;
 mod paths;
+mod proxy;
+mod queue;
