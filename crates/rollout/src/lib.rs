@@ -64,19 +64,23 @@
 //! ```
 
 pub mod audit;
+pub mod commit;
 pub mod controller;
 pub mod gates;
 pub mod plan;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod store;
 pub mod timefmt;
 
 pub use audit::{AuditError, AuditLog};
-pub use controller::{
-    Controller, ControllerState, Decision, DecisionRecord, LastDecision, Phase, RolloutError,
-    Status, Trigger,
+pub use commit::{commit_manual, CommitStep, Committed, Journal};
+pub use controller::{Controller, RolloutError};
+pub use state::{
+    ControllerState, Decision, DecisionRecord, LastDecision, Phase, Status, Transition,
+    TransitionError, Trigger,
 };
 pub use gates::{
     evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
@@ -89,7 +93,7 @@ pub use source::{
     MetricSample, MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
 };
 pub use stats::{wilson_interval, z_for_confidence, Interval};
-pub use store::{StateError, StateStore};
+pub use store::{CommitGuard, OwnerLock, StateError, StateStore, STATE_TEMP_PREFIX};
 pub use timefmt::{
     format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError,
 };
