@@ -371,6 +371,17 @@ impl FlagSources {
         if let Some((var, value)) = self.env_value(env, ENV_ROLLOUT, |s| {
             Percent::parse(s).map_err(|e| e.problem().to_string())
         })? {
+            if let Origin::File(path) = &origins.rollout {
+                // Decided: the environment wins (a per-instance pin, e.g. a canary host), but never
+                // silently: this instance ignores the controller's writes to the file.
+                tracing::warn!(
+                    var = var.as_str(),
+                    env_rollout = %value,
+                    file_rollout = %config.rollout,
+                    file = %path.display(),
+                    "the environment overrides the flags file's rollout; this instance ignores the rollout controller"
+                );
+            }
             config.rollout = value;
             origins.rollout = Origin::Env(var);
         }
