@@ -317,3 +317,122 @@ fn run_ticks_against_scraped_metrics_and_writes_the_flags_file() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn init(dir: &Path) -> std::path::PathBuf {
+    let state = dir.join("state.json");
+    assert!(upramp(&["rollout", "init", "--state", s(&state)])
+        .status
+        .success());
+    state
+}
+
+#[test]
+fn run_refuses_unusable_arguments_naming_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = init(dir.path());
+    let flags = dir.path().join("flags.toml");
+    let bad_flags = dir.path().join("bad.toml");
+    std::fs::write(&bad_flags, "[async_upload\nrollout = 1\n").unwrap();
+    let url = metrics_server(String::new());
+    for (scrape, flags_file, max_ticks, needle) in [
+        ("not-a-url", &flags, "1", "not-a-url"),
+        ("ftp://x/metrics", &flags, "1", "ftp://x/metrics"),
+        (url.as_str(), &bad_flags, "1", "bad.toml"),
+        (url.as_str(), &flags, "0", "'0'"),
+    ] {
+        let out = upramp(&[
+            "rollout",
+            "run",
+            "--state",
+            s(&state),
+            "--flags-file",
+            s(flags_file),
+            "--scrape",
+            scrape,
+            "--interval",
+            "10ms",
+            "--max-ticks",
+            max_ticks,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "{needle}: ran a tick: {}", text(&out.stdout));
+    }
+    assert_eq!(StateStore::new(&state).load().unwrap().phase.as_str(), "pending");
+}
+
+#[test]
+fn a_second_run_on_one_state_is_refused_naming_the_holders_pid() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let state = init(dir.path());
+    let flags = dir.path().join("flags.toml");
+    let url = metrics_server(String::new());
+    let args = [
+        "rollout",
+        "run",
+        "--state",
+        s(&state),
+        "--flags-file",
+        s(&flags),
+        "--scrape",
+        &url,
+        "--interval",
+        "1h",
+    ];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_upramp"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first decision line means it holds the lock.
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("rollout started"), "{line}");
+    let out = upramp(&args);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn rollback_on_a_rolled_back_rollout_re_applies_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = init(dir.path());
+    let flags = dir.path().join("flags.toml");
+    for op in ["advance", "rollback"] {
+        let out = upramp(&[
+            "rollout",
+            op,
+            "--state",
+            s(&state),
+            "--reason",
+            "test",
+            "--flags-file",
+            s(&flags),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // The rollback could not be written (someone put the fleet back at 50%): re-apply it.
+    std::fs::write(&flags, "# fleet\n[async_upload]\nenabled = true\nrollout = 50\n").unwrap();
+    let out = upramp(&[
+        "rollout",
+        "rollback",
+        "--state",
+        s(&state),
+        "--reason",
+        "re-apply",
+        "--flags-file",
+        s(&flags),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&flags).unwrap(),
+        "# fleet\n[async_upload]\nenabled = true\nrollout = 0\n"
+    );
+}
