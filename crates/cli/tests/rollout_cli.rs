@@ -436,3 +436,104 @@ fn rollback_on_a_rolled_back_rollout_re_applies_zero() {
         "# fleet\n[async_upload]\nenabled = true\nrollout = 0\n"
     );
 }
+
+/// A `/metrics` server whose sync success counter grows by 500 per scrape.
+fn growing_metrics_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = format!(
+                "upramp_uploads_total{{provider=\"kimi\",path=\"sync\",outcome=\"success\"}} {}\n",
+                n * 500
+            );
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+fn flags_percent(flags: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(flags).ok()?;
+    let table: toml::Table = text.parse().unwrap();
+    Some(table["async_upload"]["rollout"].to_string())
+}
+
+#[test]
+fn kill_9_at_seeded_random_moments_leaves_flags_state_and_audit_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[stages]]\nname = \"baseline\"\npercent = 0\nmin_bake = \"1s\"\nmin_async_samples = 0\n\n[[stages]]\nname = \"canary\"\npercent = 10\nmin_bake = \"1h\"\nmin_async_samples = 100\n",
+    )
+    .unwrap();
+    assert!(upramp(&["rollout", "init", "--state", s(&state), "--plan", s(&plan)])
+        .status
+        .success());
+    let flags = dir.path().join("flags.toml");
+    let url = growing_metrics_server();
+    let args = |max_ticks: Option<&'static str>| {
+        let mut v: Vec<String> = [
+            "rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url,
+            "--interval", "50ms", "--window", "1m",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        if let Some(n) = max_ticks {
+            v.extend(["--max-ticks".to_owned(), n.to_owned()]);
+        }
+        v
+    };
+    let mut seed: u64 = 0x5eed_0014;
+    let mut held = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_upramp"))
+            .args(args(None))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        // The kill moment is the test's input, not a wait for readiness.
+        std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 600));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if let Some(p) = flags_percent(&flags) {
+            held.insert(p);
+        }
+    }
+    // One more run reconciles within one tick.
+    let out = Command::new(env!("CARGO_BIN_EXE_upramp"))
+        .args(args(Some("1")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stored = StateStore::new(&state).load().unwrap();
+    assert_eq!(stored.applied_percent, Some(stored.percent));
+    let in_file = flags_percent(&flags).unwrap();
+    assert_eq!(format!("{in_file}%"), stored.percent.to_string());
+    let audit = upramp_rollout::AuditLog::read(&dir.path().join("state.json.audit.jsonl")).unwrap();
+    assert!(audit.windows(2).all(|w| w[0].generation < w[1].generation));
+    for p in &held {
+        assert!(
+            audit.iter().any(|r| r.percent.to_string() == format!("{p}%")),
+            "the flags file held {p}% with no audit record"
+        );
+    }
+    let temps: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}
