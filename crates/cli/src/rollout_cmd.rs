@@ -222,12 +222,17 @@ fn manual(args: &ManualArgs, op: Op) -> CliResult {
         .as_ref()
         .map(|path| FileSink::new(path, args.flag.clone()));
     let sink = file_sink.as_mut().map(|s| s as &mut dyn FlagSink);
-    let committed = commit_manual(&mut journal, sink, SystemClock.now(), |state, now| match op {
-        Op::Advance => state.advance(now, &args.reason),
-        Op::Pause => state.pause(now, &args.reason),
-        Op::Resume => state.resume(now, &args.reason),
-        Op::Rollback => state.rollback(now, &args.reason),
-    })
+    let committed = commit_manual(
+        &mut journal,
+        sink,
+        SystemClock.now(),
+        |state, now| match op {
+            Op::Advance => state.advance(now, &args.reason),
+            Op::Pause => state.pause(now, &args.reason),
+            Op::Resume => state.resume(now, &args.reason),
+            Op::Rollback => state.rollback(now, &args.reason),
+        },
+    )
     .map_err(rollout_error)?;
     println!("{}", one_line(&committed.record, &committed.state));
     if let Some(e) = committed.apply_error {
@@ -303,8 +308,11 @@ fn run_loop(args: &RunArgs) -> CliResult {
         .map_err(CliError::work)?
         .into_iter()
         .chain(
-            upramp_flags::remove_stale_temp_files(&args.flags_file, upramp_flags::FLAGS_TEMP_PREFIX)
-                .map_err(|e| CliError::work(anyhow!("{}: {e}", args.flags_file.display())))?,
+            upramp_flags::remove_stale_temp_files(
+                &args.flags_file,
+                upramp_flags::FLAGS_TEMP_PREFIX,
+            )
+            .map_err(|e| CliError::work(anyhow!("{}: {e}", args.flags_file.display())))?,
         )
     {
         eprintln!(

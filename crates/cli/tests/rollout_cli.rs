@@ -354,11 +354,23 @@ fn run_refuses_unusable_arguments_naming_the_value() {
             "--max-ticks",
             max_ticks,
         ]);
-        assert_eq!(out.status.code(), Some(2), "{needle}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{needle}: {}",
+            text(&out.stderr)
+        );
         assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
-        assert!(out.stdout.is_empty(), "{needle}: ran a tick: {}", text(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "{needle}: ran a tick: {}",
+            text(&out.stdout)
+        );
     }
-    assert_eq!(StateStore::new(&state).load().unwrap().phase.as_str(), "pending");
+    assert_eq!(
+        StateStore::new(&state).load().unwrap().phase.as_str(),
+        "pending"
+    );
 }
 
 #[test]
@@ -419,7 +431,11 @@ fn rollback_on_a_rolled_back_rollout_re_applies_zero() {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     // The rollback could not be written (someone put the fleet back at 50%): re-apply it.
-    std::fs::write(&flags, "# fleet\n[async_upload]\nenabled = true\nrollout = 50\n").unwrap();
+    std::fs::write(
+        &flags,
+        "# fleet\n[async_upload]\nenabled = true\nrollout = 50\n",
+    )
+    .unwrap();
     let out = upramp(&[
         "rollout",
         "rollback",
@@ -476,15 +492,27 @@ fn kill_9_at_seeded_random_moments_leaves_flags_state_and_audit_in_step() {
         "[[stages]]\nname = \"baseline\"\npercent = 0\nmin_bake = \"1s\"\nmin_async_samples = 0\n\n[[stages]]\nname = \"canary\"\npercent = 10\nmin_bake = \"1h\"\nmin_async_samples = 100\n",
     )
     .unwrap();
-    assert!(upramp(&["rollout", "init", "--state", s(&state), "--plan", s(&plan)])
-        .status
-        .success());
+    assert!(
+        upramp(&["rollout", "init", "--state", s(&state), "--plan", s(&plan)])
+            .status
+            .success()
+    );
     let flags = dir.path().join("flags.toml");
     let url = growing_metrics_server();
     let args = |max_ticks: Option<&'static str>| {
         let mut v: Vec<String> = [
-            "rollout", "run", "--state", s(&state), "--flags-file", s(&flags), "--scrape", &url,
-            "--interval", "50ms", "--window", "1m",
+            "rollout",
+            "run",
+            "--state",
+            s(&state),
+            "--flags-file",
+            s(&flags),
+            "--scrape",
+            &url,
+            "--interval",
+            "50ms",
+            "--window",
+            "1m",
         ]
         .iter()
         .map(|a| (*a).to_owned())
@@ -503,7 +531,9 @@ fn kill_9_at_seeded_random_moments_leaves_flags_state_and_audit_in_step() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         // The kill moment is the test's input, not a wait for readiness.
         std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 600));
         child.kill().unwrap(); // SIGKILL
@@ -526,7 +556,9 @@ fn kill_9_at_seeded_random_moments_leaves_flags_state_and_audit_in_step() {
     assert!(audit.windows(2).all(|w| w[0].generation < w[1].generation));
     for p in &held {
         assert!(
-            audit.iter().any(|r| r.percent.to_string() == format!("{p}%")),
+            audit
+                .iter()
+                .any(|r| r.percent.to_string() == format!("{p}%")),
             "the flags file held {p}% with no audit record"
         );
     }

@@ -223,7 +223,10 @@ pub fn write_rollout_to_file(
     replace_file_atomically(path, new_text.as_bytes(), FLAGS_TEMP_PREFIX).map_err(|e| {
         ConfigError::FileWrite {
             path: path.to_owned(),
-            source: std::io::Error::new(e.source.kind(), format!("cannot {}: {}", e.step, e.source)),
+            source: std::io::Error::new(
+                e.source.kind(),
+                format!("cannot {}: {}", e.step, e.source),
+            ),
         }
     })
 }

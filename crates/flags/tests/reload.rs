@@ -183,7 +183,10 @@ fn write_rollout_preserves_other_keys_and_tables() {
     // it too, and a misspelled table would otherwise stay beside the new one.
     let before = std::fs::read_to_string(&path).unwrap();
     let err = write_rollout_to_file(&path, "brand_new", Percent::HUNDRED).unwrap_err();
-    assert!(err.to_string().contains("has no [brand_new] table"), "{err}");
+    assert!(
+        err.to_string().contains("has no [brand_new] table"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
 
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())

@@ -160,7 +160,12 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
 
     /// Take the controller apart.
     pub fn into_parts(self) -> (ControllerState, S, K, AuditLog) {
-        (self.state, self.source, self.sink, self.journal.into_audit())
+        (
+            self.state,
+            self.source,
+            self.sink,
+            self.journal.into_audit(),
+        )
     }
 
     /// Reload the stored state (operators may have committed) and re-apply its desired percent if the

@@ -78,10 +78,6 @@ pub mod timefmt;
 pub use audit::{AuditError, AuditLog};
 pub use commit::{commit_manual, CommitStep, Committed, Journal};
 pub use controller::{Controller, RolloutError};
-pub use state::{
-    ControllerState, Decision, DecisionRecord, LastDecision, Phase, Status, Transition,
-    TransitionError, Trigger,
-};
 pub use gates::{
     evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
     PathSample, Verdict,
@@ -91,6 +87,10 @@ pub use sink::{FileSink, FlagSink, RecordingSink, SinkError, StoreSink};
 pub use source::{
     parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource,
     MetricSample, MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
+};
+pub use state::{
+    ControllerState, Decision, DecisionRecord, LastDecision, Phase, Status, Transition,
+    TransitionError, Trigger,
 };
 pub use stats::{wilson_interval, z_for_confidence, Interval};
 pub use store::{CommitGuard, OwnerLock, StateError, StateStore, STATE_TEMP_PREFIX};

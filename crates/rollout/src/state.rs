@@ -396,7 +396,6 @@ impl DecisionRecord {
     }
 }
 
-
 /// An operation that is not possible, refused before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TransitionError {
@@ -694,11 +693,19 @@ fn judge(
             };
             // Name the async gates that hold; when none does, the control is what is missing.
             let pending = if inconclusive(&eval.gates) > 0 {
-                list(eval.gates.iter().filter(|v| v.verdict == Verdict::Inconclusive))
+                list(
+                    eval.gates
+                        .iter()
+                        .filter(|v| v.verdict == Verdict::Inconclusive),
+                )
             } else {
                 format!(
                     "the sync control is not established: {}",
-                    list(eval.control.iter().filter(|v| v.verdict == Verdict::Inconclusive))
+                    list(
+                        eval.control
+                            .iter()
+                            .filter(|v| v.verdict == Verdict::Inconclusive)
+                    )
                 )
             };
             let prefix = if paused { "paused; " } else { "" };

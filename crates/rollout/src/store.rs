@@ -73,7 +73,9 @@ pub enum StateError {
         found: u64,
     },
     /// Another controller owns the state file.
-    #[error("state file {path} is owned by another `upramp rollout run` ({holder}); stop it first")]
+    #[error(
+        "state file {path} is owned by another `upramp rollout run` ({holder}); stop it first"
+    )]
     Owned {
         /// The file.
         path: PathBuf,
@@ -200,13 +202,12 @@ impl StateStore {
     pub fn lock_commits(&self) -> Result<CommitGuard, StateError> {
         let lock_path = self.commit_lock_path();
         let file = self.open_lock(&lock_path)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
-            StateError::Lock {
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Lock {
                 path: self.path.clone(),
                 lock: lock_path,
                 message: errno.desc().to_owned(),
-            }
-        })?;
+            })?;
         Ok(CommitGuard { _lock: lock })
     }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use upramp_flags::Percent;
 use upramp_rollout::{
-    evaluate, AuditLog, CommitStep, Controller, Decision, EvalContext, FileSink, FlagSink, FnSource,
-    GateInputs, Gates, Outcome, PathSample, Phase, Plan, RecordingSink, ScrapeSource, SinkError,
-    SourceError, StateStore,
+    evaluate, AuditLog, CommitStep, Controller, Decision, EvalContext, FileSink, FlagSink,
+    FnSource, GateInputs, Gates, Outcome, PathSample, Phase, Plan, RecordingSink, ScrapeSource,
+    SinkError, SourceError, StateStore,
 };
 
 mod common;
@@ -54,12 +54,24 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
         ..Default::default()
     };
     // No data, and 7 of 7 failed: neither is a pass.
-    assert_eq!(evaluate(&gates, &GateInputs::default(), &ctx).outcome, Outcome::Inconclusive);
-    assert_eq!(evaluate(&gates, &sync(7, 0), &ctx).outcome, Outcome::Inconclusive);
+    assert_eq!(
+        evaluate(&gates, &GateInputs::default(), &ctx).outcome,
+        Outcome::Inconclusive
+    );
+    assert_eq!(
+        evaluate(&gates, &sync(7, 0), &ctx).outcome,
+        Outcome::Inconclusive
+    );
     // Enough samples but the control's own health not yet established (interval straddles).
-    assert_eq!(evaluate(&gates, &sync(250, 247), &ctx).outcome, Outcome::Inconclusive);
+    assert_eq!(
+        evaluate(&gates, &sync(250, 247), &ctx).outcome,
+        Outcome::Inconclusive
+    );
     // A healthy, well-sampled control passes the baseline.
-    assert_eq!(evaluate(&gates, &sync(2_000, 2_000), &ctx).outcome, Outcome::Pass);
+    assert_eq!(
+        evaluate(&gates, &sync(2_000, 2_000), &ctx).outcome,
+        Outcome::Pass
+    );
     // At 10% a thin control blocks a pass even if the async gates would pass.
     let canary = EvalContext {
         min_async_samples: 100,
@@ -81,7 +93,10 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
             ..Default::default()
         },
     };
-    assert_eq!(evaluate(&gates, &thin, &canary).outcome, Outcome::Inconclusive);
+    assert_eq!(
+        evaluate(&gates, &thin, &canary).outcome,
+        Outcome::Inconclusive
+    );
 }
 
 /// A loopback `/metrics` server answering each scrape with `body(n)` for the n-th request.
@@ -115,7 +130,8 @@ fn the_baseline_never_advances_on_a_growing_sync_error_counter_alone() {
         )
     });
     let source = ScrapeSource::new(vec![url], Duration::from_secs(60)).unwrap();
-    let mut c = Controller::new(plan(BASELINE_THEN_CANARY), source, RecordingSink::default()).unwrap();
+    let mut c =
+        Controller::new(plan(BASELINE_THEN_CANARY), source, RecordingSink::default()).unwrap();
     let mut now = start();
     assert_eq!(c.tick(now).unwrap().decision, Decision::Advance); // starts the baseline
     for _ in 0..5 {
@@ -180,7 +196,10 @@ fn a_rollback_that_cannot_be_applied_is_counted_and_retried_until_applied() {
     let mut c = Controller::new(plan, FnSource(mild_failure), sink).unwrap();
     let mut now = start();
     // Start: the apply fails, the decision stands.
-    assert!(matches!(c.tick(now), Err(upramp_rollout::RolloutError::Sink(_))));
+    assert!(matches!(
+        c.tick(now),
+        Err(upramp_rollout::RolloutError::Sink(_))
+    ));
     assert_eq!(c.state().percent.to_string(), "1%");
     assert_eq!(c.state().applied_percent, None);
     // Failing non-decisive evaluations count although every apply fails, and roll back at the limit.
@@ -188,7 +207,11 @@ fn a_rollback_that_cannot_be_applied_is_counted_and_retried_until_applied() {
         now += Duration::from_secs(60);
         let _ = c.tick(now);
     }
-    assert!(matches!(c.state().phase, Phase::RolledBack { .. }), "{:?}", c.state().phase);
+    assert!(
+        matches!(c.state().phase, Phase::RolledBack { .. }),
+        "{:?}",
+        c.state().phase
+    );
     assert_eq!(c.state().percent, Percent::ZERO);
     assert_ne!(c.state().applied_percent, Some(Percent::ZERO));
     // A finished rollout keeps re-applying its final percent until the sink confirms it.
@@ -245,7 +268,9 @@ fn an_operator_rollback_during_a_hanging_scrape_is_never_undone() {
     let now = start();
     // The first tick starts the rollout at 10% (no scrape while pending).
     run.tick(now).unwrap();
-    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 10"));
+    assert!(std::fs::read_to_string(&flags)
+        .unwrap()
+        .contains("rollout = 10"));
     let ticking = std::thread::spawn(move || {
         let result = run.tick(now + Duration::from_secs(30));
         (run, result)
@@ -253,12 +278,16 @@ fn an_operator_rollback_during_a_hanging_scrape_is_never_undone() {
     accepted.recv().unwrap(); // the tick is inside its scrape
     let mut operator = Controller::from_state(
         store.load().unwrap(),
-        FnSource(|_| -> Result<GateInputs, SourceError> { Err(SourceError::Other("unused".into())) }),
+        FnSource(|_| -> Result<GateInputs, SourceError> {
+            Err(SourceError::Other("unused".into()))
+        }),
         FileSink::new(&flags, "async_upload"),
     )
     .with_store(store.clone())
     .with_audit(AuditLog::open(&audit_path).unwrap());
-    operator.rollback(now + Duration::from_secs(31), "incident").unwrap();
+    operator
+        .rollback(now + Duration::from_secs(31), "incident")
+        .unwrap();
     release.send(()).unwrap();
     let (run, result) = ticking.join().unwrap();
     let err = result.unwrap_err();
@@ -266,11 +295,15 @@ fn an_operator_rollback_during_a_hanging_scrape_is_never_undone() {
     let stored = store.load().unwrap();
     assert!(matches!(stored.phase, Phase::RolledBack { .. }));
     assert_eq!(stored.percent, Percent::ZERO);
-    assert!(std::fs::read_to_string(&flags).unwrap().contains("rollout = 0"));
+    assert!(std::fs::read_to_string(&flags)
+        .unwrap()
+        .contains("rollout = 0"));
     assert_eq!(run.state().phase.as_str(), "rolled_back");
     // Audit records are in commit order: generations strictly rise.
     let records = AuditLog::read(&audit_path).unwrap();
-    assert!(records.windows(2).all(|w| w[0].generation < w[1].generation));
+    assert!(records
+        .windows(2)
+        .all(|w| w[0].generation < w[1].generation));
     assert_eq!(records.last().unwrap().decision, Decision::Rollback);
 }
 
@@ -281,7 +314,8 @@ fn a_second_owner_is_refused_naming_the_holders_pid() {
     let _held = store.acquire_owner().unwrap();
     let err = store.acquire_owner().unwrap_err();
     assert!(
-        err.to_string().contains(&format!("pid {}", std::process::id())),
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
         "{err}"
     );
 }
@@ -338,13 +372,17 @@ fn a_crash_at_any_commit_step_is_reconciled_within_one_tick() {
             }
             c = c.with_crash_after(Some(step));
             let err = c.tick(now).unwrap_err();
-            assert!(matches!(err, upramp_rollout::RolloutError::InjectedCrash { .. }), "{err}");
+            assert!(
+                matches!(err, upramp_rollout::RolloutError::InjectedCrash { .. }),
+                "{err}"
+            );
             drop(c);
             // Restart: a new process loads the state and ticks once.
             now += Duration::from_secs(60);
-            let mut restarted = Controller::from_state(store.load().unwrap(), FnSource(healthy), sink(&seen))
-                .with_store(store.clone())
-                .with_audit(AuditLog::open(&audit).unwrap());
+            let mut restarted =
+                Controller::from_state(store.load().unwrap(), FnSource(healthy), sink(&seen))
+                    .with_store(store.clone())
+                    .with_audit(AuditLog::open(&audit).unwrap());
             restarted.tick(now).unwrap();
             let state = store.load().unwrap();
             let file: toml::Table = std::fs::read_to_string(&flags).unwrap().parse().unwrap();
@@ -354,10 +392,16 @@ fn a_crash_at_any_commit_step_is_reconciled_within_one_tick() {
                 state.percent,
                 "{step:?} at tick {crash_tick}"
             );
-            assert_eq!(state.applied_percent, Some(state.percent), "{step:?} at tick {crash_tick}");
+            assert_eq!(
+                state.applied_percent,
+                Some(state.percent),
+                "{step:?} at tick {crash_tick}"
+            );
             let records = AuditLog::read(&audit).unwrap();
             assert!(
-                records.windows(2).all(|w| w[0].generation < w[1].generation),
+                records
+                    .windows(2)
+                    .all(|w| w[0].generation < w[1].generation),
                 "{step:?} at tick {crash_tick}: audit out of order"
             );
             for held in seen.borrow().iter() {
@@ -380,10 +424,14 @@ fn a_torn_audit_tail_is_cut_off_and_never_glued_to_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let store = StateStore::new(dir.path().join("state.json"));
-    let mut c = Controller::new(Plan::default_three_week(), FnSource(healthy), RecordingSink::default())
-        .unwrap()
-        .with_store(store.clone())
-        .with_audit(AuditLog::open(&audit).unwrap());
+    let mut c = Controller::new(
+        Plan::default_three_week(),
+        FnSource(healthy),
+        RecordingSink::default(),
+    )
+    .unwrap()
+    .with_store(store.clone())
+    .with_audit(AuditLog::open(&audit).unwrap());
     c.tick(start()).unwrap();
     drop(c);
     std::fs::OpenOptions::new()
@@ -394,12 +442,18 @@ fn a_torn_audit_tail_is_cut_off_and_never_glued_to_the_next_record() {
         .unwrap();
     let log = AuditLog::open(&audit).unwrap();
     assert_eq!(log.torn_tail(), Some(21));
-    let mut c = Controller::from_state(store.load().unwrap(), FnSource(healthy), RecordingSink::default())
-        .with_store(store)
-        .with_audit(log);
+    let mut c = Controller::from_state(
+        store.load().unwrap(),
+        FnSource(healthy),
+        RecordingSink::default(),
+    )
+    .with_store(store)
+    .with_audit(log);
     c.tick(start() + Duration::from_secs(3_600)).unwrap();
     assert_eq!(AuditLog::read(&audit).unwrap().len(), 2);
     let mut torn = audit.as_os_str().to_owned();
     torn.push(".torn");
-    assert!(std::fs::read_to_string(torn).unwrap().starts_with("{\"at\""));
+    assert!(std::fs::read_to_string(torn)
+        .unwrap()
+        .starts_with("{\"at\""));
 }
