@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use upramp_rollout::{
-    parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord, FileSink,
-    FlagSink, FnSource, GateInputs, Phase, Plan, RecordingSink, RolloutError, ScrapeSource,
-    SourceError, StateError, StateStore, SystemClock,
+    commit_manual, parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord,
+    FileSink, FlagSink, Journal, Phase, Plan, RolloutError, ScrapeSource, StateError, StateStore,
+    SystemClock,
 };
 
 use crate::exit::{CliError, CliResult};
@@ -30,9 +30,10 @@ pub enum RolloutCommand {
     Pause(ManualArgs),
     /// Resume a paused rollout; the pause does not count as bake time.
     Resume(ManualArgs),
-    /// Roll back to 0% now.
+    /// Roll back to 0% now; on a rolled-back rollout, re-apply 0%.
     Rollback(ManualArgs),
-    /// Tick the controller against live `/metrics` until it completes, rolls back or is interrupted.
+    /// Tick the controller against live `/metrics` until it completes or rolls back (and the final
+    /// percent is confirmed applied), or is interrupted. Owns the state file while it runs.
     Run(RunArgs),
 }
 
@@ -99,8 +100,8 @@ pub struct RunArgs {
     /// The flag's table in the flags file.
     #[arg(long, default_value = upramp_flags::ASYNC_UPLOAD)]
     pub flag: String,
-    /// Stop after this many ticks (for scripted runs and tests).
-    #[arg(long, value_name = "N")]
+    /// Stop after this many ticks (for scripted runs and tests; at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_ticks: Option<u64>,
 }
 
@@ -147,9 +148,9 @@ fn load(store: &StateStore) -> Result<ControllerState, CliError> {
 
 fn rollout_error(e: RolloutError) -> CliError {
     match e {
-        RolloutError::InvalidTransition { .. }
-        | RolloutError::MissingReason { .. }
-        | RolloutError::Plan(_) => CliError::usage(e),
+        RolloutError::Transition(_) | RolloutError::Plan(_) | RolloutError::NoStore => {
+            CliError::usage(e)
+        }
         other => CliError::work(other),
     }
 }
@@ -201,33 +202,44 @@ enum Op {
     Rollback,
 }
 
-fn no_metrics(_now: std::time::SystemTime) -> Result<GateInputs, SourceError> {
-    Err(SourceError::Other(
-        "manual operations read no metrics".to_owned(),
-    ))
-}
-
+/// A manual operation is committed by compare-and-swap on the state's generation, so it is never lost
+/// to a running controller's tick (which discards its own decision instead), even while that tick
+/// waits on a slow scrape. With `--flags-file` the percent is applied at once, under the commit lock;
+/// otherwise the running controller applies it within one interval.
 fn manual(args: &ManualArgs, op: Op) -> CliResult {
     let store = StateStore::new(&args.state);
     let state = load(&store)?;
     let audit = AuditLog::open(audit_path(&args.state, &state)).map_err(CliError::work)?;
-    let sink: Box<dyn FlagSink> = match &args.flags_file {
-        Some(path) => Box::new(FileSink::new(path, args.flag.clone())),
-        None => Box::new(RecordingSink::default()),
-    };
-    let mut controller = Controller::from_state(state, FnSource(no_metrics), sink)
-        .with_store(store)
-        .with_audit(audit)
-        .with_flag_name(args.flag.clone());
-    let now = SystemClock.now();
-    let record = match op {
-        Op::Advance => controller.advance(now, &args.reason),
-        Op::Pause => controller.pause(now, &args.reason),
-        Op::Resume => controller.resume(now, &args.reason),
-        Op::Rollback => controller.rollback(now, &args.reason),
+    if let Some(bytes) = audit.torn_tail() {
+        eprintln!(
+            "upramp: warning: the audit log ended in a torn line ({bytes} bytes, from a killed process); moved it to {}.torn",
+            audit_path(&args.state, &state).display()
+        );
     }
+    let mut journal = Journal::new(Some(store), audit, args.flag.clone());
+    let mut file_sink = args
+        .flags_file
+        .as_ref()
+        .map(|path| FileSink::new(path, args.flag.clone()));
+    let sink = file_sink.as_mut().map(|s| s as &mut dyn FlagSink);
+    let committed = commit_manual(
+        &mut journal,
+        sink,
+        SystemClock.now(),
+        |state, now| match op {
+            Op::Advance => state.advance(now, &args.reason),
+            Op::Pause => state.pause(now, &args.reason),
+            Op::Resume => state.resume(now, &args.reason),
+            Op::Rollback => state.rollback(now, &args.reason),
+        },
+    )
     .map_err(rollout_error)?;
-    println!("{}", one_line(&record, controller.state()));
+    println!("{}", one_line(&committed.record, &committed.state));
+    if let Some(e) = committed.apply_error {
+        return Err(CliError::work(anyhow!(
+            "{e}; the decision is saved and `upramp rollout run` re-applies it every tick"
+        )));
+    }
     Ok(())
 }
 
@@ -261,56 +273,137 @@ fn interrupt_channel() -> mpsc::Receiver<()> {
     rx
 }
 
+/// Refuse what `run` cannot use, before taking the lock or touching anything: bad scrape URLs, a
+/// flags file that exists but does not parse or does not configure the flag.
+fn check_run_args(args: &RunArgs) -> Result<ScrapeSource, CliError> {
+    let timeout = args.interval.min(Duration::from_secs(10));
+    let source = ScrapeSource::with_timeout(args.scrape.clone(), args.window, timeout)
+        .map_err(|e| CliError::usage(anyhow!("--scrape: {e}")))?;
+    if args.flags_file.exists() {
+        upramp_flags::FlagSources::new(args.flag.clone())
+            .with_file(&args.flags_file)
+            .resolve(&upramp_flags::EnvSource::empty())
+            .map_err(|e| CliError::usage(anyhow!("--flags-file: {e}")))?;
+    }
+    let env_var = upramp_flags::FlagSources::new(args.flag.clone()).env_var("ROLLOUT");
+    if std::env::var_os(&env_var).is_some() {
+        eprintln!(
+            "upramp: warning: {env_var} is set here; instances with it in their environment ignore the rollout this controller writes (the environment overrides the flags file)"
+        );
+    }
+    Ok(source)
+}
+
 fn run_loop(args: &RunArgs) -> CliResult {
     let store = StateStore::new(&args.state);
-    // Fail fast on a missing or corrupt state before touching the network.
+    // Fail fast on a missing or corrupt state and on unusable arguments before touching anything.
     let initial = load(&store)?;
-    if initial.phase.is_terminal() {
-        return Err(CliError::usage(anyhow!(
-            "rollout in {} is already {}; nothing to run",
-            args.state.display(),
-            initial.phase.as_str()
-        )));
+    let mut source = check_run_args(args)?;
+    let _owner = store.acquire_owner().map_err(|e| match e {
+        StateError::Owned { .. } => CliError::usage(e),
+        other => CliError::work(other),
+    })?;
+    for removed in store
+        .remove_stale_temp_files()
+        .map_err(CliError::work)?
+        .into_iter()
+        .chain(
+            upramp_flags::remove_stale_temp_files(
+                &args.flags_file,
+                upramp_flags::FLAGS_TEMP_PREFIX,
+            )
+            .map_err(|e| CliError::work(anyhow!("{}: {e}", args.flags_file.display())))?,
+        )
+    {
+        eprintln!(
+            "upramp: removed a temporary file left by a killed write: {}",
+            removed.display()
+        );
     }
-    let mut source =
-        ScrapeSource::new(args.scrape.clone(), args.window).map_err(CliError::usage)?;
+    let audit_file = audit_path(&args.state, &initial);
+    let audit = AuditLog::open(&audit_file).map_err(CliError::work)?;
+    if let Some(bytes) = audit.torn_tail() {
+        eprintln!(
+            "upramp: warning: the audit log ended in a torn line ({bytes} bytes, from a killed process); moved it to {}.torn",
+            audit_file.display()
+        );
+    }
     let mut sink = FileSink::new(&args.flags_file, args.flag.clone());
+    let mut controller = Controller::from_state(initial, &mut source, &mut sink)
+        .with_store(store.clone())
+        .with_audit(audit)
+        .with_flag_name(args.flag.clone());
+    // Reconcile first: after a crash the flags file and the state agree before the first window.
+    if let Some(e) = controller.reconcile().map_err(rollout_error)? {
+        eprintln!("upramp: warning: {e}; retrying every tick");
+    }
     let interrupted = interrupt_channel();
     let mut ticks = 0u64;
     loop {
-        // Reload every tick so manual operations made while running are honoured.
-        let state = load(&store)?;
-        let audit = AuditLog::open(audit_path(&args.state, &state)).map_err(CliError::work)?;
-        let mut controller = Controller::from_state(state, &mut source, &mut sink)
-            .with_store(store.clone())
-            .with_audit(audit)
-            .with_flag_name(args.flag.clone());
         match controller.tick(SystemClock.now()) {
             Ok(record) => println!("{}", one_line(&record, controller.state())),
-            Err(RolloutError::Sink(e)) => eprintln!("upramp: warning: {e}; retrying next tick"),
+            Err(e) if e.is_conflict() => println!(
+                "discarded this tick's decision: an operator committed while it was being made ({e})"
+            ),
+            Err(RolloutError::Sink(e)) => {
+                if let Some(record) = &controller.state().last_decision {
+                    println!("{}", one_line(record, controller.state()));
+                }
+                eprintln!("upramp: warning: {e}; retrying every tick");
+            }
             Err(e) => return Err(rollout_error(e)),
         }
-        match &controller.state().phase {
-            Phase::Completed { .. } => return Ok(()),
-            Phase::RolledBack { reason, .. } => {
-                return Err(CliError::work(anyhow!("rollout rolled back: {reason}")));
+        let state = controller.state();
+        // A finished rollout is enforced until its final percent is confirmed applied.
+        if state.applied_percent == Some(state.percent) {
+            match &state.phase {
+                Phase::Completed { .. } => return Ok(()),
+                Phase::RolledBack { reason, .. } => {
+                    return Err(CliError::work(anyhow!("rollout rolled back: {reason}")));
+                }
+                _ => {}
             }
-            _ => {}
         }
         ticks += 1;
         if args.max_ticks.is_some_and(|max| ticks >= max) {
             return Ok(());
         }
-        match interrupted.recv_timeout(args.interval) {
-            Ok(()) => {
-                eprintln!(
-                    "upramp: interrupted; the state is saved, `upramp rollout run` resumes it"
-                );
-                return Ok(());
-            }
+        if wait_reconciling(&mut controller, &interrupted, args.interval) {
+            eprintln!("upramp: interrupted; the state is saved, `upramp rollout run` resumes it");
+            return Ok(());
+        }
+    }
+}
+
+/// Wait out `interval`, picking up operators' commits (and applying them) every half second; returns
+/// whether Ctrl-C arrived.
+fn wait_reconciling<S, K>(
+    controller: &mut Controller<S, K>,
+    interrupted: &mpsc::Receiver<()>,
+    interval: Duration,
+) -> bool
+where
+    S: upramp_rollout::MetricsSource,
+    K: FlagSink,
+{
+    let deadline = std::time::Instant::now() + interval;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match interrupted.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(()) => return true,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Without a signal listener, still wait out the interval rather than spin.
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(args.interval),
+            // Without a signal listener, still wait rather than spin.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(left.min(Duration::from_millis(500)));
+            }
+        }
+        match controller.reconcile() {
+            Ok(None) => {}
+            Ok(Some(e)) => eprintln!("upramp: warning: {e}; retrying"),
+            Err(e) => eprintln!("upramp: warning: {e}"),
         }
     }
 }

@@ -93,6 +93,21 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The flags file exists but does not configure the flag: no `[flag]` table (an empty file, another
+    /// flag's file, or a misspelled table name). Refused rather than read as the defaults, which would
+    /// silently disable the flag.
+    #[error("flags file {path} has no [{flag}] table{hint}", path = .path.display(), hint = match .suggestion {
+        Some(near) => format!(" (did you mean [{near}]?)"),
+        None => String::new(),
+    })]
+    MissingFlag {
+        /// The file.
+        path: PathBuf,
+        /// The flag's name.
+        flag: String,
+        /// A table name in the file close to the flag's, if any.
+        suggestion: Option<String>,
+    },
     /// The flags file cannot be written.
     #[error("cannot write flags file {path}: {source}", path = .path.display())]
     FileWrite {
@@ -356,6 +371,17 @@ impl FlagSources {
         if let Some((var, value)) = self.env_value(env, ENV_ROLLOUT, |s| {
             Percent::parse(s).map_err(|e| e.problem().to_string())
         })? {
+            if let Origin::File(path) = &origins.rollout {
+                // Decided: the environment wins (a per-instance pin, e.g. a canary host), but never
+                // silently: this instance ignores the controller's writes to the file.
+                tracing::warn!(
+                    var = var.as_str(),
+                    env_rollout = %value,
+                    file_rollout = %config.rollout,
+                    file = %path.display(),
+                    "the environment overrides the flags file's rollout; this instance ignores the rollout controller"
+                );
+            }
             config.rollout = value;
             origins.rollout = Origin::Env(var);
         }
@@ -503,6 +529,40 @@ pub(crate) fn parse_table(path: &Path, text: &str) -> Result<toml::Table, Config
         })
 }
 
+/// The table name in `table` nearest to `flag` (at most two edits away, or differing only in case and
+/// separators), for a did-you-mean hint.
+pub(crate) fn suggest_flag_name(table: &toml::Table, flag: &str) -> Option<String> {
+    let folded = |s: &str| s.to_ascii_lowercase().replace(['-', '_', '.'], "");
+    table
+        .iter()
+        .filter(|(_, v)| v.is_table())
+        .map(|(k, _)| {
+            let distance = if folded(k) == folded(flag) {
+                0
+            } else {
+                edit_distance(k, flag)
+            };
+            (distance, k)
+        })
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            row.push(substitute.min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -511,7 +571,11 @@ fn apply_file(resolved: &mut ResolvedFlag, path: &Path, text: &str) -> Result<()
     let table = parse_table(path, text)?;
     let name = resolved.config.name.clone();
     let Some(section) = table.get(&name) else {
-        return Ok(());
+        return Err(ConfigError::MissingFlag {
+            path: path.to_owned(),
+            flag: name.clone(),
+            suggestion: suggest_flag_name(&table, &name),
+        });
     };
     let bad = |key: &str, value: &toml::Value, problem: &str| ConfigError::FileValue {
         path: path.to_owned(),

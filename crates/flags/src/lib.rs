@@ -113,5 +113,8 @@ pub use config::{
 };
 pub use flag::{FlagConfig, Strategy, StrategyError, ASYNC_UPLOAD};
 pub use percent::{Percent, PercentError, PercentProblem};
-pub use persist::write_rollout_to_file;
+pub use persist::{
+    remove_stale_temp_files, replace_file_atomically, write_rollout_to_file, ReplaceError,
+    ReplaceStep, FLAGS_TEMP_PREFIX, TEMP_SUFFIX,
+};
 pub use store::{FlagReader, FlagStore, WatchGuard, WATCH_DEBOUNCE};

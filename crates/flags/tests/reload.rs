@@ -179,10 +179,15 @@ fn write_rollout_preserves_other_keys_and_tables() {
         .unwrap();
     assert_eq!(resolved.config.rollout.thousandths(), 12_345);
 
-    write_rollout_to_file(&path, "brand_new", Percent::HUNDRED).unwrap();
-    let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    assert_eq!(table["brand_new"]["rollout"].as_integer(), Some(100));
-    assert_eq!(table["async_upload"]["salt"].as_str(), Some("s"));
+    // A file that exists but has no table for the flag is refused, not extended: the reader refuses
+    // it too, and a misspelled table would otherwise stay beside the new one.
+    let before = std::fs::read_to_string(&path).unwrap();
+    let err = write_rollout_to_file(&path, "brand_new", Percent::HUNDRED).unwrap_err();
+    assert!(
+        err.to_string().contains("has no [brand_new] table"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
 
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -146,14 +146,34 @@ fn file_then_env_then_overrides() {
 }
 
 #[test]
-fn a_file_without_the_flags_table_leaves_defaults() {
+fn a_file_that_does_not_configure_the_flag_is_an_error_naming_it() {
+    // Read as the defaults, such a file would silently disable the flag for the whole fleet.
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "[some_other_flag]\nenabled = true\n");
-    let resolved = FlagSources::async_upload()
-        .with_file(&path)
-        .resolve(&EnvSource::empty())
-        .unwrap();
-    assert_eq!(resolved.origins, Default::default());
+    for (text, hint) in [
+        ("[some_other_flag]\nenabled = true\n", ""),
+        ("", ""),
+        (
+            "[async_uplaod]\nenabled = true\n",
+            " (did you mean [async_uplaod]?)",
+        ),
+        (
+            "[Async-Upload]\nenabled = true\n",
+            " (did you mean [Async-Upload]?)",
+        ),
+    ] {
+        let path = write(dir.path(), text);
+        let err = FlagSources::async_upload()
+            .with_file(&path)
+            .resolve(&EnvSource::empty())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "flags file {} has no [async_upload] table{hint}",
+                path.display()
+            )
+        );
+    }
 }
 
 #[test]

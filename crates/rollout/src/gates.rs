@@ -34,6 +34,12 @@
 //! `Sync` path only: `SyncFallback` legs are excluded, because they are selected by async failures and
 //! would mix the two paths' health.
 //!
+//! **No data is never a pass.** Below 100% the window must hold [`Gates::min_control_samples`] sync
+//! legs before anything passes; with fewer the evaluation is inconclusive (hold) at every stage. A
+//! 0% stage (the baseline) judges only the control, so it passes only when every control gate passes on
+//! its own interval: the control's health is established before the first advance. A thin control does
+//! not veto a failing async gate: rolling back is always the safe direction.
+//!
 //! **Control comparison.** The sync path's success, error and timeout rates are judged with the same
 //! thresholds. When any of them *fails* on its own interval the provider itself is degraded: the
 //! evaluation is [`Outcome::ProviderWide`], which holds (no rollback, no advance) whatever the async path
@@ -114,6 +120,15 @@ pub struct Gates {
     /// happened to draw.
     #[serde(default = "default_min_latency_fail_samples")]
     pub min_latency_fail_samples: u64,
+    /// Below 100%, no evaluation passes until the window holds this many sync (control) samples
+    /// (default 200; at least [`min_fail_samples`](Self::min_fail_samples)): a thin window is
+    /// inconclusive, at every stage. At 0% every control gate must also pass on its own interval.
+    #[serde(default = "default_min_control_samples")]
+    pub min_control_samples: u64,
+}
+
+fn default_min_control_samples() -> u64 {
+    200
 }
 
 fn default_min_latency_fail_samples() -> u64 {
@@ -139,6 +154,7 @@ impl Default for Gates {
             decisive_min_samples: 500,
             min_p99_excess_ms: default_min_p99_excess_ms(),
             min_latency_fail_samples: default_min_latency_fail_samples(),
+            min_control_samples: default_min_control_samples(),
         }
     }
 }
@@ -331,6 +347,9 @@ pub struct EvalContext {
     pub min_async_samples: u64,
     /// Whether the stage sends async traffic at all; a 0% stage judges only the control.
     pub judge_async: bool,
+    /// Whether the stage sends sync traffic (below 100%): then nothing passes until the control has
+    /// [`Gates::min_control_samples`].
+    pub expect_control: bool,
     /// A sync p99 remembered from an earlier window, used when this window has too little sync traffic.
     pub remembered_control_p99: Option<Duration>,
 }
@@ -374,7 +393,7 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
         }
         async_verdicts.push(p99_ratio(gates, a, s, ctx.remembered_control_p99));
     }
-    let control_min = gates.min_fail_samples.max(1);
+    let control_min = gates.min_control_samples.max(gates.min_fail_samples).max(1);
     let control: Vec<GateVerdict> = [
         GateKind::SuccessRate,
         GateKind::ErrorRate,
@@ -383,12 +402,18 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
     .into_iter()
     .map(|gate| rate(gates, z, gate, PathRole::Sync, s, control_min))
     .collect();
+    // No data is never a pass: below 100% the control must be there, and a stage that sends no async
+    // traffic (the baseline) has nothing to pass but the control's own health.
+    let control_thin = ctx.expect_control && s.samples < control_min;
+    let control_healthy = control.iter().all(|v| v.verdict == Verdict::Pass);
     let outcome = if control.iter().any(|v| v.verdict == Verdict::Fail) {
         Outcome::ProviderWide
     } else if async_verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
         Outcome::Fail {
             decisive: async_verdicts.iter().any(|v| v.decisive),
         }
+    } else if control_thin || (!ctx.judge_async && !control_healthy) {
+        Outcome::Inconclusive
     } else if async_verdicts.iter().all(|v| v.verdict == Verdict::Pass) {
         Outcome::Pass
     } else {

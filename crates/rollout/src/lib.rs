@@ -31,7 +31,16 @@
 //! - Inconclusive and provider-wide evaluations neither count as failures nor reset the count.
 //! - `paused` keeps the percent and the rollback protection but never promotes; on resume the bake start
 //!   moves forward by the pause's length.
-//! - `rolled_back` and `completed` are terminal; a new rollout starts from a new state.
+//! - No data is never a pass: below 100% nothing passes without [`Gates::min_control_samples`] sync
+//!   samples, and the 0% baseline passes only once every control gate passes on its own interval.
+//! - `rolled_back` and `completed` are terminal (a new rollout starts from a new state), but their final
+//!   percent is still re-applied until the sink confirms it, and `rollback` on a rolled-back rollout asks
+//!   for 0% again.
+//! - Every write goes through a [`Journal`]: compare-and-swap on [`ControllerState::generation`] under
+//!   the state's commit lock, then the audit record, then the apply, then the confirmation
+//!   ([`ControllerState::applied_percent`]); see [`commit`] for the order and what a crash leaves. A tick
+//!   whose window read raced an operator's commit is discarded, never written over it.
+//! - The state types and their pure transitions live in [`state`]; the [`Controller`] only commits.
 //! - The applied percent is always 0% or a stage's percent, so it never exceeds the plan's.
 //!
 //! # Example
@@ -64,20 +73,20 @@
 //! ```
 
 pub mod audit;
+pub mod commit;
 pub mod controller;
 pub mod gates;
 pub mod plan;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod store;
 pub mod timefmt;
 
 pub use audit::{AuditError, AuditLog};
-pub use controller::{
-    Controller, ControllerState, Decision, DecisionRecord, LastDecision, Phase, RolloutError,
-    Status, Trigger,
-};
+pub use commit::{commit_manual, CommitStep, Committed, Journal};
+pub use controller::{Controller, RolloutError};
 pub use gates::{
     evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
     PathSample, Verdict,
@@ -88,8 +97,12 @@ pub use source::{
     parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource,
     MetricSample, MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,
 };
+pub use state::{
+    ControllerState, Decision, DecisionRecord, LastDecision, Phase, Status, Transition,
+    TransitionError, Trigger,
+};
 pub use stats::{wilson_interval, z_for_confidence, Interval};
-pub use store::{StateError, StateStore};
+pub use store::{CommitGuard, OwnerLock, StateError, StateStore, STATE_TEMP_PREFIX};
 pub use timefmt::{
     format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError,
 };

@@ -445,6 +445,7 @@ fn apply_gates(gates: &mut Gates, table: &toml::Table) -> Result<(), (String, St
             "decisive_min_samples" => gates.decisive_min_samples = count()?,
             "min_p99_excess_ms" => gates.min_p99_excess_ms = count()?,
             "min_latency_fail_samples" => gates.min_latency_fail_samples = count()?,
+            "min_control_samples" => gates.min_control_samples = count()?,
             other => return Err((other.to_owned(), "unknown gate field".to_owned())),
         }
     }

@@ -39,6 +39,14 @@ pub enum SourceError {
         /// The parse error.
         error: ExpositionError,
     },
+    /// A scrape URL that cannot be scraped (not a URL, or not `http`/`https`).
+    #[error("invalid scrape URL `{url}`: {problem}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Any other source failure.
     #[error("metrics source: {0}")]
     Other(String),
@@ -421,12 +429,26 @@ pub struct ScrapeSource {
 
 impl ScrapeSource {
     /// Scrape `urls` and judge windows of length `window`; each scrape times out after 10 s.
+    /// Every URL must be an `http` or `https` URL ([`SourceError::InvalidUrl`] otherwise).
     pub fn new(urls: Vec<String>, window: Duration) -> Result<Self, SourceError> {
+        Self::with_timeout(urls, window, Duration::from_secs(10))
+    }
+
+    /// As [`new`](Self::new), with each scrape timing out after `timeout` (a controller loop passes
+    /// its interval, so a hung instance costs at most one interval).
+    pub fn with_timeout(
+        urls: Vec<String>,
+        window: Duration,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
         if urls.is_empty() {
             return Err(SourceError::Other("no scrape URL given".to_owned()));
         }
+        for url in &urls {
+            check_url(url)?;
+        }
         let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
             .build()
             .map_err(|e| SourceError::Other(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -465,6 +487,22 @@ impl ScrapeSource {
         })?;
         Ok(UploadTotals::from_samples(&samples))
     }
+}
+
+fn check_url(url: &str) -> Result<(), SourceError> {
+    let invalid = |problem: String| SourceError::InvalidUrl {
+        url: url.to_owned(),
+        problem,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" => {}
+        other => return Err(invalid(format!("scheme `{other}` is not http or https"))),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".to_owned()));
+    }
+    Ok(())
 }
 
 impl MetricsSource for ScrapeSource {

@@ -83,4 +83,5 @@ pub use crate::metrics::{
     describe_metrics, names, record_flag_evaluation, record_rollout_decision,
     record_rollout_percent, PrometheusObserver, DEFAULT_PROVIDERS, DURATION_BUCKETS_SECONDS,
 };
+pub use crate::metrics::{record_rollout_apply_failure, record_rollout_apply_state};
 pub use crate::observer::{FanOut, NoopObserver, Observers, RecordingObserver, UploadObserver};

@@ -43,9 +43,15 @@ pub mod names {
     pub const ROLLOUT_PERCENT: &str = "upramp_rollout_percent";
     /// Counter of rollout controller decisions, by `flag`, `decision`.
     pub const ROLLOUT_DECISIONS_TOTAL: &str = "upramp_rollout_decisions_total";
+    /// Counter of failed attempts to apply a rollout percent (the flag sink refused), by `flag`.
+    pub const ROLLOUT_APPLY_FAILURES_TOTAL: &str = "upramp_rollout_apply_failures_total";
+    /// Gauge of the rollout percent the controller wants applied (0-100), by `flag`.
+    pub const ROLLOUT_DESIRED_PERCENT: &str = "upramp_rollout_desired_percent";
+    /// Gauge of the rollout percent the flag sink last confirmed (0-100), by `flag`.
+    pub const ROLLOUT_APPLIED_PERCENT: &str = "upramp_rollout_applied_percent";
 
     /// Every metric name above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 14] = [
         UPLOADS_TOTAL,
         UPLOAD_DURATION_SECONDS,
         UPLOAD_QUEUE_SECONDS,
@@ -57,6 +63,9 @@ pub mod names {
         FLAG_EVALUATIONS_TOTAL,
         ROLLOUT_PERCENT,
         ROLLOUT_DECISIONS_TOTAL,
+        ROLLOUT_APPLY_FAILURES_TOTAL,
+        ROLLOUT_DESIRED_PERCENT,
+        ROLLOUT_APPLIED_PERCENT,
     ];
 
     /// Label: provider name from the observer's allow-list, or `other`.
@@ -363,6 +372,47 @@ impl LabelGuard {
             return value.to_owned();
         }
         names::OTHER.to_owned()
+    }
+}
+
+/// Counts one failed apply of a rollout percent for `flag` in `upramp_rollout_apply_failures_total`
+/// (the controller retries every tick; an alert fires while it keeps failing). Flag names follow the
+/// rules of [`record_flag_evaluation`].
+pub fn record_rollout_apply_failure(flag: &str) {
+    describe_rollout_apply_metrics();
+    counter!(names::ROLLOUT_APPLY_FAILURES_TOTAL, names::LABEL_FLAG => FLAGS.admit(flag))
+        .increment(1);
+}
+
+/// Sets the desired/applied gauge pair `upramp_rollout_desired_percent{flag}` and
+/// `upramp_rollout_applied_percent{flag}` (0-100); `applied` is `None` before any confirmed apply,
+/// recorded as -1 so the pair never looks in agreement by accident.
+pub fn record_rollout_apply_state(flag: &str, desired: f64, applied: Option<f64>) {
+    describe_rollout_apply_metrics();
+    let flag = FLAGS.admit(flag);
+    gauge!(names::ROLLOUT_DESIRED_PERCENT, names::LABEL_FLAG => flag.clone()).set(desired);
+    gauge!(names::ROLLOUT_APPLIED_PERCENT, names::LABEL_FLAG => flag).set(applied.unwrap_or(-1.0));
+}
+
+/// Rollout ticks are seconds apart, so describing on every record is cheap and reaches whichever
+/// recorder is current.
+fn describe_rollout_apply_metrics() {
+    {
+        describe_counter!(
+            names::ROLLOUT_APPLY_FAILURES_TOTAL,
+            Unit::Count,
+            "Failed attempts to apply a rollout percent, by flag; retried every tick."
+        );
+        describe_gauge!(
+            names::ROLLOUT_DESIRED_PERCENT,
+            Unit::Percent,
+            "Rollout percentage the controller wants applied to a flag (0-100)."
+        );
+        describe_gauge!(
+            names::ROLLOUT_APPLIED_PERCENT,
+            Unit::Percent,
+            "Rollout percentage the flag sink last confirmed (0-100; -1 before the first apply)."
+        );
     }
 }
 

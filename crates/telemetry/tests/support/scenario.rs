@@ -141,4 +141,6 @@ pub fn record_flags() {
     record_rollout_percent("async_upload", 10.0);
     record_rollout_decision("async_upload", "advance");
     record_rollout_decision("async_upload", "hold");
+    upramp_telemetry::record_rollout_apply_failure("async_upload");
+    upramp_telemetry::record_rollout_apply_state("async_upload", 10.0, Some(1.0));
 }
