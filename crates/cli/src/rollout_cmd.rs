@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use upramp_rollout::{
     parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord, FileSink,
-    FlagSink, FnSource, GateInputs, Phase, Plan, RecordingSink, RolloutError, ScrapeSource,
-    SourceError, StateError, StateStore, SystemClock,
+    FlagSink, FnSource, GateInputs, MetricsSource, Phase, Plan, PrometheusSource, RecordingSink,
+    RolloutError, ScrapeSource, Selector, SourceError, StateError, StateStore, SystemClock,
 };
 
 use crate::exit::{CliError, CliResult};
@@ -32,7 +32,7 @@ pub enum RolloutCommand {
     Resume(ManualArgs),
     /// Roll back to 0% now.
     Rollback(ManualArgs),
-    /// Tick the controller against live `/metrics` until it completes, rolls back or is interrupted.
+    /// Tick the controller against live `/metrics` or a Prometheus server until it completes, rolls back or is interrupted.
     Run(RunArgs),
 }
 
@@ -87,9 +87,15 @@ pub struct RunArgs {
     /// The flags TOML file the fleet hot-reloads; the percent is written there atomically.
     #[arg(long, value_name = "FILE")]
     pub flags_file: PathBuf,
-    /// `/metrics` URLs of every instance, summed.
-    #[arg(long, value_name = "URL", required = true, num_args = 1..)]
+    /// `/metrics` URLs of every instance, summed (a single machine; a fleet uses --prometheus).
+    #[arg(long, value_name = "URL", num_args = 1.., required_unless_present = "prometheus", conflicts_with = "prometheus")]
     pub scrape: Vec<String>,
+    /// Read the gates with PromQL from this Prometheus server (`http://127.0.0.1:9090`).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Scope the --prometheus queries with this label selector (`job="uploads"`).
+    #[arg(long, value_name = "SEL", requires = "prometheus")]
+    pub selector: Option<String>,
     /// Time between ticks (`30s`, `5m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
     pub interval: Duration,
@@ -261,6 +267,25 @@ fn interrupt_channel() -> mpsc::Receiver<()> {
     rx
 }
 
+/// The gate source `run` reads: a Prometheus server (`--prometheus`, `--selector`) or the instances'
+/// `/metrics` (`--scrape`). A bad URL or selector is a usage error.
+fn metrics_source(args: &RunArgs) -> Result<Box<dyn MetricsSource>, CliError> {
+    let Some(url) = &args.prometheus else {
+        let scrape =
+            ScrapeSource::new(args.scrape.clone(), args.window).map_err(CliError::usage)?;
+        return Ok(Box::new(scrape));
+    };
+    let selector =
+        Selector::parse(args.selector.as_deref().unwrap_or_default()).map_err(CliError::usage)?;
+    let source = PrometheusSource::new(url, selector, args.window).map_err(CliError::usage)?;
+    let queries = source.queries();
+    eprintln!(
+        "upramp: reading gates from prometheus {url}: `{}`, `{}`, `{}`",
+        queries.counts, queries.p99, queries.fallbacks
+    );
+    Ok(Box::new(source))
+}
+
 fn run_loop(args: &RunArgs) -> CliResult {
     let store = StateStore::new(&args.state);
     // Fail fast on a missing or corrupt state before touching the network.
@@ -272,8 +297,7 @@ fn run_loop(args: &RunArgs) -> CliResult {
             initial.phase.as_str()
         )));
     }
-    let mut source =
-        ScrapeSource::new(args.scrape.clone(), args.window).map_err(CliError::usage)?;
+    let mut source = metrics_source(args)?;
     let mut sink = FileSink::new(&args.flags_file, args.flag.clone());
     let interrupted = interrupt_channel();
     let mut ticks = 0u64;
