@@ -12,6 +12,7 @@ mod exit;
 mod flags_cmd;
 mod mock_cmd;
 mod rollout_cmd;
+mod serve;
 mod upload_cmd;
 
 /// Move file uploads to LLM providers from a blocking path to a streaming one, safely.
@@ -34,6 +35,8 @@ enum Command {
     Rollout(rollout_cmd::RolloutCommand),
     /// Run a Kimi or GLM provider stand-in on loopback until interrupted.
     Mock(mock_cmd::MockArgs),
+    /// Run the OpenAI-compatible files gateway in front of one provider until SIGTERM/SIGINT.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Flags(cmd) => flags_cmd::run(cmd),
         Command::Rollout(cmd) => rollout_cmd::run(cmd),
         Command::Mock(args) => mock_cmd::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     exit::finish(result)
 }

@@ -1,0 +1,296 @@
+//! OpenAI-shaped errors: `{"error":{"message","type","param","code"}}` with the matching status, and
+//! the mapping from provider and uploader failures to them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body_util::Full;
+use hyper::Response;
+use upramp_providers::{ErrorKind, ProviderError};
+use upramp_uploader::UploadError;
+
+/// Retry-After sent when the gateway itself is out of room or draining.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// OpenAI's error `type`.
+    pub kind: &'static str,
+    /// A one-line message (already free of secrets).
+    pub message: String,
+    /// The request parameter at fault.
+    pub param: Option<&'static str>,
+    /// A stable machine-readable code.
+    pub code: String,
+    /// Seconds for `Retry-After` (429 and 503).
+    pub retry_after: Option<Duration>,
+    /// True when the provider may hold the file although no receipt names it.
+    pub outcome_unknown: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: code.to_owned(),
+            retry_after: None,
+            outcome_unknown: false,
+        }
+    }
+
+    /// 400 about one parameter.
+    pub fn bad_request(param: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self {
+            param,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+                message,
+            )
+        }
+    }
+
+    /// 401: missing or wrong client token.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "missing or invalid bearer token for this gateway",
+        )
+    }
+
+    /// 404 for an unknown route.
+    pub fn no_route(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            format!("unknown route {method} {}", truncate(path, 200)),
+        )
+    }
+
+    /// 405 for a known path with another method.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("method {method} is not allowed on {}", truncate(path, 200)),
+        )
+    }
+
+    /// 413: the body is over a limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            param: Some("file"),
+            ..Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "file_too_large",
+                message,
+            )
+        }
+    }
+
+    /// 408: the client stopped sending its body.
+    pub fn body_timeout(after: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "body_timeout",
+            format!("no request body bytes for {} s", after.as_secs()),
+        )
+    }
+
+    /// 503 with Retry-After: the spool has no room.
+    pub fn spool_full() -> Self {
+        Self {
+            retry_after: Some(BUSY_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "spool_full",
+                "the gateway's spool is full; retry later",
+            )
+        }
+    }
+
+    /// 503 with Retry-After: the gateway is shutting down.
+    pub fn draining() -> Self {
+        Self {
+            retry_after: Some(BUSY_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "shutting_down",
+                "the gateway is shutting down; retry on another instance",
+            )
+        }
+    }
+
+    /// 500: a fault of the gateway itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
+    }
+
+    /// The answer for a provider error on a forwarded call or an upload.
+    pub fn from_provider(err: &ProviderError) -> Self {
+        let message = err.to_string();
+        let code = err
+            .code
+            .clone()
+            .filter(|c| !c.is_empty() && c.len() <= 64)
+            .unwrap_or_else(|| err.kind.as_str().to_owned());
+        let (status, kind) = match err.kind {
+            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "invalid_request_error"),
+            ErrorKind::RateLimited | ErrorKind::QuotaExhausted => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
+            }
+            ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "server_error"),
+            // The provider refusing the gateway's own key is the gateway's problem, not the client's.
+            ErrorKind::Authentication
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Server
+            | ErrorKind::MalformedResponse
+            | ErrorKind::Transport
+            | ErrorKind::Body => (StatusCode::BAD_GATEWAY, "server_error"),
+        };
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| err.retry_after.unwrap_or(BUSY_RETRY_AFTER));
+        Self {
+            retry_after,
+            param: matches!(err.kind, ErrorKind::TooLarge).then_some("file"),
+            ..Self::new(status, kind, &code, message)
+        }
+    }
+
+    /// The answer for a failed upload. Messages name the provider's cause, never the spool path.
+    pub fn from_upload(err: &UploadError) -> Self {
+        match err {
+            UploadError::TooLarge { source, .. } | UploadError::Rejected { source, .. } => {
+                Self::from_provider(source)
+            }
+            UploadError::Empty { .. } => Self {
+                param: Some("file"),
+                ..Self::bad_request(None, "the file is empty (0 bytes); providers reject empty files")
+            },
+            UploadError::Provider {
+                source,
+                path_taken,
+                attempts,
+                ..
+            } => {
+                let mut answer = Self::from_provider(source);
+                answer.message = format!(
+                    "upload failed on the {path_taken} path after {attempts} attempt(s): {}",
+                    answer.message
+                );
+                answer
+            }
+            UploadError::Timeout {
+                kind,
+                after,
+                path_taken,
+                attempts,
+                ..
+            } => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "timeout",
+                format!(
+                    "upload timed out ({kind} timeout, {after:?}) on the {path_taken} path after {attempts} attempt(s)"
+                ),
+            ),
+            UploadError::OutcomeUnknown {
+                source,
+                path_taken,
+                attempts,
+                ..
+            } => Self {
+                outcome_unknown: true,
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    "outcome_unknown",
+                    format!(
+                        "outcome unknown on the {path_taken} path after {attempts} attempt(s): the file may have been stored; checking failed: {source}"
+                    ),
+                )
+            },
+            UploadError::Cancelled { .. } => Self {
+                retry_after: Some(BUSY_RETRY_AFTER),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "cancelled",
+                    "the upload was cancelled (the gateway is shutting down)",
+                )
+            },
+            other => {
+                // Spool-side faults (missing, unreadable, changed): the gateway's own; the message
+                // would name the spool path, which the client has no use for.
+                tracing::error!(error = %other, "upload failed on the gateway's side");
+                Self::internal(format!(
+                    "the gateway could not upload its spooled copy ({})",
+                    other.outcome()
+                ))
+            }
+        }
+    }
+
+    /// Scrub `secret` out of the message (defence in depth: provider errors are scrubbed already).
+    pub fn redact(mut self, secret: &str) -> Self {
+        if !secret.is_empty() && self.message.contains(secret) {
+            self.message = self.message.replace(secret, "[redacted]");
+        }
+        self
+    }
+
+    /// The HTTP answer.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        let mut response = super::http::json_response(self.status, &body);
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(http::header::RETRY_AFTER, value);
+            }
+        }
+        if self.outcome_unknown {
+            response
+                .headers_mut()
+                .insert("x-upramp-outcome", HeaderValue::from_static("unknown"));
+        }
+        response
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
