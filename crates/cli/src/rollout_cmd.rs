@@ -277,7 +277,7 @@ fn metrics_source(args: &RunArgs) -> Result<Box<dyn MetricsSource>, CliError> {
     };
     let selector =
         Selector::parse(args.selector.as_deref().unwrap_or_default()).map_err(CliError::usage)?;
-    let source = PrometheusSource::new(url, selector, args.window).map_err(CliError::usage)?;
+    let source = PrometheusSource::new(url, &selector, args.window).map_err(CliError::usage)?;
     let queries = source.queries();
     eprintln!(
         "upramp: reading gates from prometheus {url}: `{}`, `{}`, `{}`",

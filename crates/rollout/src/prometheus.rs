@@ -248,7 +248,7 @@ pub struct QueryReading {
 /// use upramp_rollout::{MetricsSource, PrometheusSource, Selector};
 /// let mut source = PrometheusSource::new(
 ///     "http://127.0.0.1:9090",
-///     Selector::parse(r#"job="uploads""#)?,
+///     &Selector::parse(r#"job="uploads""#)?,
 ///     Duration::from_secs(300),
 /// )?;
 /// match source.window(SystemTime::now()) {
@@ -275,7 +275,7 @@ impl PrometheusSource {
     /// of `window`, each query timing out after [`DEFAULT_QUERY_TIMEOUT`].
     pub fn new(
         url: &str,
-        selector: Selector,
+        selector: &Selector,
         window: Duration,
     ) -> Result<Self, PrometheusConfigError> {
         Self::with_timeout(url, selector, window, DEFAULT_QUERY_TIMEOUT)
@@ -284,7 +284,7 @@ impl PrometheusSource {
     /// As [`new`](Self::new) with a query timeout of `timeout`.
     pub fn with_timeout(
         url: &str,
-        selector: Selector,
+        selector: &Selector,
         window: Duration,
         timeout: Duration,
     ) -> Result<Self, PrometheusConfigError> {
@@ -317,7 +317,7 @@ impl PrometheusSource {
         Ok(Self {
             base,
             query_url,
-            queries: GateQueries::new(&selector, window),
+            queries: GateQueries::new(selector, window),
             timeout,
             client,
             last: Vec::new(),
@@ -638,13 +638,13 @@ mod tests {
             "http://h:9090/?q=1",
             "file:///tmp",
         ] {
-            let e = PrometheusSource::new(bad, Selector::default(), Duration::from_secs(60))
+            let e = PrometheusSource::new(bad, &Selector::default(), Duration::from_secs(60))
                 .unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
         let ok = PrometheusSource::new(
             "http://127.0.0.1:9090/prom/",
-            Selector::default(),
+            &Selector::default(),
             Duration::from_secs(60),
         )
         .unwrap();

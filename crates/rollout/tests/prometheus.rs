@@ -113,7 +113,7 @@ fn at() -> SystemTime {
 fn source(url: &str) -> PrometheusSource {
     PrometheusSource::with_timeout(
         url,
-        Selector::parse(r#"job="uploads""#).unwrap(),
+        &Selector::parse(r#"job="uploads""#).unwrap(),
         Duration::from_secs(120),
         Duration::from_secs(5),
     )
@@ -302,7 +302,7 @@ fn a_server_that_never_answers_times_out() {
     });
     let mut source = PrometheusSource::with_timeout(
         &url,
-        Selector::default(),
+        &Selector::default(),
         Duration::from_secs(60),
         Duration::from_millis(300),
     )

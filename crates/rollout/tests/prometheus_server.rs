@@ -66,14 +66,14 @@ fn serve_metrics(instance: Arc<Instance>) -> u16 {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let instance = Arc::clone(&instance);
-            std::thread::spawn(move || answer(stream, &instance));
+            std::thread::spawn(move || answer(&stream, &instance));
         }
     });
     port
 }
 
-fn answer(stream: TcpStream, instance: &Instance) {
-    let mut reader = BufReader::new(&stream);
+fn answer(stream: &TcpStream, instance: &Instance) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -84,7 +84,7 @@ fn answer(stream: TcpStream, instance: &Instance) {
     }
     let body = instance.exposition();
     instance.scrapes.fetch_add(1, Ordering::SeqCst);
-    let mut stream = &stream;
+    let mut stream = stream;
     let _ = write!(
         stream,
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -224,7 +224,7 @@ fn gate_inputs_from_a_real_prometheus_survive_an_instance_restart() {
     // A selector matching nothing is "no data": an empty result holds.
     let mut nothing = PrometheusSource::new(
         &prometheus.url,
-        Selector::parse(r#"job="not-scraped""#).unwrap(),
+        &Selector::parse(r#"job="not-scraped""#).unwrap(),
         WINDOW,
     )
     .unwrap();
@@ -233,7 +233,7 @@ fn gate_inputs_from_a_real_prometheus_survive_an_instance_restart() {
 
     let mut source = PrometheusSource::new(
         &prometheus.url,
-        Selector::parse(r#"job="uploads""#).unwrap(),
+        &Selector::parse(r#"job="uploads""#).unwrap(),
         WINDOW,
     )
     .unwrap();
@@ -258,7 +258,7 @@ fn gate_inputs_from_a_real_prometheus_survive_an_instance_restart() {
     // A selector the parser accepts but PromQL refuses: the server's own error shape.
     let mut bad = PrometheusSource::new(
         &prometheus.url,
-        Selector::parse(r#"job=~"(""#).unwrap(),
+        &Selector::parse(r#"job=~"(""#).unwrap(),
         WINDOW,
     )
     .unwrap();
