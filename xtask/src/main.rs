@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::Validate(args) => validate::run(args),
-        Command::Fleet(args) => fleet::run(args),
+        Command::Fleet(args) => fleet::run(&args),
         Command::Bench(args) => bench::run(args),
         Command::Ci => ci::run(),
     };

@@ -52,7 +52,12 @@ pub struct Load {
 
 impl Load {
     /// Start sending `rate` uploads a second, spread round-robin over `targets`.
-    pub fn start(runtime: &tokio::runtime::Runtime, targets: Targets, rate: f64, seed: u64) -> Self {
+    pub fn start(
+        runtime: &tokio::runtime::Runtime,
+        targets: Targets,
+        rate: f64,
+        seed: u64,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let flag = Arc::clone(&stop);

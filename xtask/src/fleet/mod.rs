@@ -50,7 +50,10 @@ fn parse_scenario(name: &str) -> Result<Scenario, String> {
         .find(|s| s.name() == name)
         .ok_or_else(|| {
             let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown scenario `{name}` (expected one of {})", names.join(", "))
+            format!(
+                "unknown scenario `{name}` (expected one of {})",
+                names.join(", ")
+            )
         })
 }
 
@@ -116,7 +119,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Run `cargo xtask fleet`.
-pub fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &FleetArgs) -> anyhow::Result<ExitCode> {
     let Some(prometheus) = find_on_path("prometheus") else {
         anyhow::bail!(
             "cargo xtask fleet needs the `prometheus` binary on PATH (Debian package `prometheus`)"
@@ -181,7 +184,11 @@ pub fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
         print!("{}", summary_table(&report));
         println!(
             "fleet: {} in {:.1}s wall; {}",
-            if report.passed { "every check held" } else { "SOME CHECKS FAILED" },
+            if report.passed {
+                "every check held"
+            } else {
+                "SOME CHECKS FAILED"
+            },
             report.wall_secs,
             out.join("report.md").display()
         );

@@ -34,7 +34,8 @@ impl Proc {
         log: PathBuf,
         first_line: bool,
     ) -> anyhow::Result<(Self, Option<String>)> {
-        let err_log = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let err_log =
+            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -206,10 +207,7 @@ impl Gateway {
             .env_remove("ASYNC_UPLOAD_ROLLOUT")
             .env_remove("ASYNC_UPLOAD_ENABLED")
             .env("RUST_LOG", "warn");
-        let starts = dir
-            .read_dir()
-            .map(|d| d.count())
-            .unwrap_or_default();
+        let starts = dir.read_dir().map(|d| d.count()).unwrap_or_default();
         let (proc, line) = Proc::spawn(
             &format!("gateway {index}"),
             command,

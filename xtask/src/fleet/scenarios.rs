@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use upramp_rollout::{AuditLog, Decision, DecisionRecord, Phase, StateStore};
+use upramp_rollout::{AuditLog, Decision, DecisionRecord, Phase, StateStore, Trigger};
 
 use super::load::{Load, Monitor, PercentSample, RequestRecord, Targets};
 use super::procs::{start_mock, Gateway, Proc, Prometheus, API_KEY};
@@ -151,7 +151,9 @@ impl World {
             .into_iter()
             .enumerate()
         {
-            gateways.push(Gateway::start(&upramp, &dir, index, flavor, url, &flags, None)?);
+            gateways.push(Gateway::start(
+                &upramp, &dir, index, flavor, url, &flags, None,
+            )?);
         }
         let addrs: Vec<String> = gateways.iter().map(|g| g.addr.clone()).collect();
         let prometheus = Prometheus::start(&setup.prometheus, &dir, &addrs)?;
@@ -371,7 +373,10 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
                 }),
                 _ => false,
             };
-            let restarted = audit.iter().filter(|r| r.reason.starts_with("rollout started")).count();
+            let restarted = audit
+                .iter()
+                .filter(|r| r.reason.starts_with("rollout started"))
+                .count();
             checks.push(Check {
                 name: "controller restart: same stage, same bake start".to_owned(),
                 passed: first.is_some_and(|r| r.stage_index == 1) && same_since && restarted == 1,
@@ -392,7 +397,8 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
                 p.kill9();
             }
             std::thread::sleep(Duration::from_secs(3));
-            let (upramp, dir, flags) = (world.upramp.clone(), world.dir.clone(), world.flags.clone());
+            let (upramp, dir, flags) =
+                (world.upramp.clone(), world.dir.clone(), world.flags.clone());
             world.gateways[1].restart(&upramp, &dir, &flags)?;
             gap = Some((from - 0.5, load_started.elapsed().as_secs_f64()));
             expect_completed = true;
@@ -407,20 +413,24 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
                 .arg(&world.flags)
                 .output()
                 .context("cannot run `upramp rollout rollback`")?;
-            let at = load_started.elapsed().as_secs_f64();
             // Let the controller tick several times: a stale tick must not undo the rollback.
             std::thread::sleep(Duration::from_secs(4));
             let audit = world.audit();
-            let undone = audit
+            let manual = audit
                 .iter()
-                .filter(|r| since_load(r.at) > at - 1.0 && r.percent.as_f64() > 0.0)
-                .count();
+                .rposition(|r| r.trigger == Trigger::Manual && r.decision == Decision::Rollback);
+            let undone = manual.map_or(usize::MAX, |i| {
+                audit[i + 1..]
+                    .iter()
+                    .filter(|r| r.percent.as_f64() > 0.0)
+                    .count()
+            });
             let sticks = matches!(world.phase(), Some(Phase::RolledBack { .. }));
             checks.push(Check {
                 name: "operator rollback sticks".to_owned(),
                 passed: output.status.success() && sticks && undone == 0,
                 detail: format!(
-                    "`rollout rollback` exited {}; state {:?}; {undone} later records above 0%",
+                    "`rollout rollback` exited {}; state {:?}; {undone} records after it above 0%",
                     output.status,
                     world.phase().map(|p| p.as_str())
                 ),
@@ -461,6 +471,26 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
     }
 
     let exit = world.wait_controller(Duration::from_secs(120));
+    // The controller may exit right after its last write: give every gateway the reload bound to
+    // show the final percent before the monitor stops.
+    if let Some(last) = world.audit().last() {
+        let want = last.percent.as_f64();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()?;
+        let deadline = Instant::now() + RELOAD_BOUND + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            let urls = world.targets.lock().map(|t| t.clone()).unwrap_or_default();
+            let all = urls.iter().all(|u| {
+                super::load::gateway_percent(&client, u).is_some_and(|p| (p - want).abs() < 1e-6)
+            });
+            if all {
+                std::thread::sleep(Duration::from_millis(200)); // one more monitor sample
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let records = load.finish(&runtime)?;
     let samples = monitor.finish();
     let audit = world.audit();
@@ -469,7 +499,9 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
         Some(p) => format!(
             "{} at {}",
             p.as_str(),
-            audit.last().map_or_else(|| "?".to_owned(), |r| r.percent.to_string())
+            audit
+                .last()
+                .map_or_else(|| "?".to_owned(), |r| r.percent.to_string())
         ),
         None => "no state".to_owned(),
     };
@@ -488,7 +520,10 @@ pub fn run(setup: &Setup, scenario: Scenario) -> anyhow::Result<ScenarioReport> 
             }
             .to_owned(),
             passed: final_ok,
-            detail: format!("{outcome}; controller exit {exit:?}; {} decisions", audit.len()),
+            detail: format!(
+                "{outcome}; controller exit {exit:?}; {} decisions",
+                audit.len()
+            ),
         },
     );
 
@@ -563,7 +598,11 @@ fn stored_files(mocks: &[Mock]) -> anyhow::Result<HashMap<String, Stored>> {
                     .bytes()?;
                 let content = if mock.flavor == "glm" {
                     let v: serde_json::Value = serde_json::from_slice(&body)?;
-                    v["content"].as_str().unwrap_or_default().as_bytes().to_vec()
+                    v["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .as_bytes()
+                        .to_vec()
                 } else {
                     body.to_vec()
                 };
@@ -623,8 +662,10 @@ fn client_checks(
         *by_name.entry(s.filename.as_str()).or_default() += 1;
     }
     let duplicates = by_name.values().filter(|&&n| n > 1).count();
-    let receipted: std::collections::HashSet<&str> =
-        successes.iter().filter_map(|r| r.file_id.as_deref()).collect();
+    let receipted: std::collections::HashSet<&str> = successes
+        .iter()
+        .filter_map(|r| r.file_id.as_deref())
+        .collect();
     let request_by_name: HashMap<&str, &RequestRecord> =
         records.iter().map(|r| (r.filename.as_str(), r)).collect();
     let orphans: Vec<&str> = stored
@@ -709,7 +750,10 @@ fn propagation(
             .filter(|s| s.at >= at && s.at < next)
             .find(|s| {
                 s.percents.iter().any(Option::is_some)
-                    && s.percents.iter().flatten().all(|p| (p - percent).abs() < 1e-6)
+                    && s.percents
+                        .iter()
+                        .flatten()
+                        .all(|p| (p - percent).abs() < 1e-6)
             })
             .map(|s| s.at - at);
         match reached {
@@ -723,7 +767,9 @@ fn propagation(
                 }
             }
             None if next.is_finite() && next - at < RELOAD_BOUND.as_secs_f64() => {}
-            None => late.push(format!("{percent}% at {at:.1}s never seen on every gateway")),
+            None => late.push(format!(
+                "{percent}% at {at:.1}s never seen on every gateway"
+            )),
         }
     }
     let last_matches = match (changes.last(), samples.last()) {
@@ -741,8 +787,16 @@ fn propagation(
             detail: format!(
                 "{} changes, slowest {worst:.2}s{}{}",
                 changes.len(),
-                if late.is_empty() { String::new() } else { format!("; late: {}", late.join(", ")) },
-                if last_matches { "" } else { "; the final percent differs" }
+                if late.is_empty() {
+                    String::new()
+                } else {
+                    format!("; late: {}", late.join(", "))
+                },
+                if last_matches {
+                    ""
+                } else {
+                    "; the final percent differs"
+                }
             ),
         },
         rollback,

@@ -175,7 +175,10 @@ fn decode_id(id: &str) -> Result<String, ApiError> {
         .decode_utf8()
         .map_err(|_| ApiError::bad_request(Some("file_id"), "file id is not UTF-8"))?;
     if decoded.is_empty() || decoded.len() > 256 {
-        return Err(ApiError::bad_request(Some("file_id"), "file id must be 1 to 256 bytes"));
+        return Err(ApiError::bad_request(
+            Some("file_id"),
+            "file id must be 1 to 256 bytes",
+        ));
     }
     Ok(decoded.into_owned())
 }
@@ -240,7 +243,11 @@ mod tests {
 
     fn list(ids: &[&str], has_more: bool) -> FileList {
         FileList {
-            data: ids.iter().enumerate().map(|(i, id)| file(id, i as i64)).collect(),
+            data: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| file(id, i as i64))
+                .collect(),
             has_more,
         }
     }
@@ -251,11 +258,26 @@ mod tests {
 
     /// Follow the pager the way the OpenAI SDKs do; returns every id seen, or panics after
     /// too many pages.
-    fn drain(all: &[&str], provider: impl Fn(&ListQuery) -> FileList, pages_itself: bool, limit: Option<u32>) -> Vec<String> {
+    fn drain(
+        all: &[&str],
+        provider: impl Fn(&ListQuery) -> FileList,
+        pages_itself: bool,
+        limit: Option<u32>,
+    ) -> Vec<String> {
         let mut seen = Vec::new();
-        let mut query = ClientQuery { limit, ..ClientQuery::default() };
+        let mut query = ClientQuery {
+            limit,
+            ..ClientQuery::default()
+        };
         for _ in 0..=all.len() + 1 {
-            let answer = provider(&provider_query(if pages_itself { ProviderKind::Glm } else { ProviderKind::Kimi }, &query));
+            let answer = provider(&provider_query(
+                if pages_itself {
+                    ProviderKind::Glm
+                } else {
+                    ProviderKind::Kimi
+                },
+                &query,
+            ));
             let (data, has_more) = page(answer, &query, pages_itself).expect("page");
             seen.extend(data.iter().map(|f| f.id.clone()));
             if !has_more || data.is_empty() {
@@ -288,7 +310,9 @@ mod tests {
     fn an_honest_paginating_provider_is_followed() {
         let all = ["a", "b", "c", "d", "e"];
         let glm = |q: &ListQuery| {
-            let start = q.after.as_ref().map_or(0, |after| all.iter().position(|id| id == after).map_or(0, |p| p + 1));
+            let start = q.after.as_ref().map_or(0, |after| {
+                all.iter().position(|id| id == after).map_or(0, |p| p + 1)
+            });
             let limit = q.limit.unwrap_or(20) as usize;
             let rest = &all[start..];
             list(&rest[..rest.len().min(limit)], rest.len() > limit)
@@ -299,14 +323,27 @@ mod tests {
 
     #[test]
     fn local_paging_filters_orders_and_rejects_an_unknown_cursor() {
-        let query = ClientQuery { order: Some("desc".into()), limit: Some(2), ..ClientQuery::default() };
+        let query = ClientQuery {
+            order: Some("desc".into()),
+            limit: Some(2),
+            ..ClientQuery::default()
+        };
         let answer = page(list(&["a", "b", "c"], false), &query, false).expect("page");
         assert_eq!(ids(&answer), (vec!["c", "b"], true));
-        let query = ClientQuery { after: Some("zz".into()), ..ClientQuery::default() };
+        let query = ClientQuery {
+            after: Some("zz".into()),
+            ..ClientQuery::default()
+        };
         let err = page(list(&["a"], false), &query, false).expect_err("unknown cursor");
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        let query = ClientQuery { purpose: Some("batch".into()), ..ClientQuery::default() };
-        assert_eq!(ids(&page(list(&["a"], false), &query, false).expect("page")), (vec![], false));
+        let query = ClientQuery {
+            purpose: Some("batch".into()),
+            ..ClientQuery::default()
+        };
+        assert_eq!(
+            ids(&page(list(&["a"], false), &query, false).expect("page")),
+            (vec![], false)
+        );
     }
 
     #[test]
@@ -317,7 +354,20 @@ mod tests {
         assert!(parse_query(Some("limit=0")).is_err());
         assert!(parse_query(Some("limit=10001")).is_err());
         assert!(parse_query(Some("order=up")).is_err());
-        assert_eq!(provider_query(ProviderKind::Glm, &ClientQuery { limit: Some(500), ..ClientQuery::default() }).limit, Some(100));
-        assert_eq!(provider_query(ProviderKind::Kimi, &parsed), ListQuery::default());
+        assert_eq!(
+            provider_query(
+                ProviderKind::Glm,
+                &ClientQuery {
+                    limit: Some(500),
+                    ..ClientQuery::default()
+                }
+            )
+            .limit,
+            Some(100)
+        );
+        assert_eq!(
+            provider_query(ProviderKind::Kimi, &parsed),
+            ListQuery::default()
+        );
     }
 }

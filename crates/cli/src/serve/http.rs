@@ -140,7 +140,11 @@ fn route(path: &str) -> Route<'_> {
     }
 }
 
-async fn handle(gateway: Arc<Gateway>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     gateway.metrics.in_flight(1);
@@ -192,7 +196,11 @@ async fn dispatch(
         (Route::Healthz, Method::GET) => text_response(StatusCode::OK, "text/plain", "ok\n".into()),
         (Route::Readyz, Method::GET) => {
             if gateway.is_draining() {
-                text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".into())
+                text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "draining\n".into(),
+                )
             } else {
                 text_response(StatusCode::OK, "text/plain", "ready\n".into())
             }

@@ -37,7 +37,6 @@ pub mod names {
     pub const READY: &str = "upramp_gateway_ready";
 }
 
-
 /// Counters the request handlers update.
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
@@ -63,10 +62,7 @@ pub struct Live<'a> {
 impl GatewayMetrics {
     /// Count one answered request.
     pub fn record(&self, route: &'static str, status: u16) {
-        let mut requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         *requests.entry((route, status)).or_insert(0) += 1;
     }
 
@@ -83,12 +79,14 @@ impl GatewayMetrics {
     /// The exposition of the gateway's series.
     pub fn render(&self, live: &Live<'_>) -> String {
         let mut out = String::new();
-        family(&mut out, names::REQUESTS_TOTAL, "counter", "Gateway requests answered, by route and status.");
+        family(
+            &mut out,
+            names::REQUESTS_TOTAL,
+            "counter",
+            "Gateway requests answered, by route and status.",
+        );
         {
-            let requests = self
-                .requests
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             for ((route, status), count) in requests.iter() {
                 let _ = writeln!(
                     out,
@@ -97,8 +95,18 @@ impl GatewayMetrics {
                 );
             }
         }
-        family(&mut out, names::IN_FLIGHT, "gauge", "Gateway requests being served.");
-        let _ = writeln!(out, "{} {}", names::IN_FLIGHT, self.in_flight.load(Ordering::Relaxed));
+        family(
+            &mut out,
+            names::IN_FLIGHT,
+            "gauge",
+            "Gateway requests being served.",
+        );
+        let _ = writeln!(
+            out,
+            "{} {}",
+            names::IN_FLIGHT,
+            self.in_flight.load(Ordering::Relaxed)
+        );
 
         let flag = live.flag;
         let percent = flag.rollout.as_f64();
@@ -124,14 +132,24 @@ impl GatewayMetrics {
             origins.timeout.kind(),
             origins.strategy.kind(),
         );
-        family(&mut out, names::FLAG_ROLLOUT_PERCENT, "gauge", "The effective rollout percent (0-100).");
+        family(
+            &mut out,
+            names::FLAG_ROLLOUT_PERCENT,
+            "gauge",
+            "The effective rollout percent (0-100).",
+        );
         let _ = writeln!(
             out,
             "{}{{flag=\"{}\"}} {percent}",
             names::FLAG_ROLLOUT_PERCENT,
             label_value(&flag.name)
         );
-        family(&mut out, names::FLAG_RELOADS_TOTAL, "counter", "Flags file reloads attempted.");
+        family(
+            &mut out,
+            names::FLAG_RELOADS_TOTAL,
+            "counter",
+            "Flags file reloads attempted.",
+        );
         let _ = writeln!(out, "{} {}", names::FLAG_RELOADS_TOTAL, live.reloads.0);
         family(
             &mut out,
@@ -139,13 +157,33 @@ impl GatewayMetrics {
             "counter",
             "Flags file reloads that failed; the last good configuration stayed.",
         );
-        let _ = writeln!(out, "{} {}", names::FLAG_RELOAD_ERRORS_TOTAL, live.reloads.1);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            names::FLAG_RELOAD_ERRORS_TOTAL,
+            live.reloads.1
+        );
 
-        family(&mut out, names::SPOOL_BYTES, "gauge", "Bytes reserved in the spool by uploads in progress.");
+        family(
+            &mut out,
+            names::SPOOL_BYTES,
+            "gauge",
+            "Bytes reserved in the spool by uploads in progress.",
+        );
         let _ = writeln!(out, "{} {}", names::SPOOL_BYTES, live.spool.0);
-        family(&mut out, names::SPOOL_MAX_BYTES, "gauge", "The spool's byte budget (--max-spool-bytes).");
+        family(
+            &mut out,
+            names::SPOOL_MAX_BYTES,
+            "gauge",
+            "The spool's byte budget (--max-spool-bytes).",
+        );
         let _ = writeln!(out, "{} {}", names::SPOOL_MAX_BYTES, live.spool.1);
-        family(&mut out, names::SPOOL_FULL_TOTAL, "counter", "Uploads refused with 503 because the spool was full.");
+        family(
+            &mut out,
+            names::SPOOL_FULL_TOTAL,
+            "counter",
+            "Uploads refused with 503 because the spool was full.",
+        );
         let _ = writeln!(out, "{} {}", names::SPOOL_FULL_TOTAL, live.spool.2);
         family(
             &mut out,
@@ -159,7 +197,12 @@ impl GatewayMetrics {
             names::CLIENT_DISCONNECTS_TOTAL,
             self.disconnects.load(Ordering::Relaxed)
         );
-        family(&mut out, names::READY, "gauge", "1 while the gateway accepts work, 0 while draining.");
+        family(
+            &mut out,
+            names::READY,
+            "gauge",
+            "1 while the gateway accepts work, 0 while draining.",
+        );
         let _ = writeln!(out, "{} {}", names::READY, u8::from(live.ready));
         out
     }

@@ -176,8 +176,12 @@ fn configure(args: ServeArgs) -> Result<Config, CliError> {
     if args.max_spool_bytes == 0 {
         return Err(usage("--max-spool-bytes must be at least 1, got 0".into()));
     }
-    let grace = parse_duration(&args.grace)
-        .ok_or_else(|| usage(format!("--grace {:?}: expected a duration like 30s, 500ms or 2m", args.grace)))?;
+    let grace = parse_duration(&args.grace).ok_or_else(|| {
+        usage(format!(
+            "--grace {:?}: expected a duration like 30s, 500ms or 2m",
+            args.grace
+        ))
+    })?;
     let tokens = match &args.client_token_env {
         Some(var) => {
             let value = std::env::var(var).map_err(|_| {
@@ -186,7 +190,9 @@ fn configure(args: ServeArgs) -> Result<Config, CliError> {
                 ))
             })?;
             Some(ClientTokens::parse(&value).ok_or_else(|| {
-                usage(format!("--client-token-env {var}: the variable holds no token"))
+                usage(format!(
+                    "--client-token-env {var}: the variable holds no token"
+                ))
             })?)
         }
         None => None,

@@ -72,7 +72,9 @@ pub async fn create(
                 gateway.spool.max_bytes()
             )));
         }
-        reservation.grow_to(declared).map_err(|_| ApiError::spool_full())?;
+        reservation
+            .grow_to(declared)
+            .map_err(|_| ApiError::spool_full())?;
     }
 
     let started = Instant::now();
@@ -95,20 +97,34 @@ pub async fn create(
         match field.name() {
             Some("file") => {
                 if received.is_some() {
-                    return Err(ApiError::bad_request(Some("file"), "more than one `file` field"));
+                    return Err(ApiError::bad_request(
+                        Some("file"),
+                        "more than one `file` field",
+                    ));
                 }
                 let filename = field
                     .file_name()
                     .map(str::to_owned)
                     .filter(|name| !name.trim().is_empty())
                     .unwrap_or_else(|| "upload".to_owned());
-                received =
-                    Some(spool_file(gateway, field, filename, purpose.as_deref(), &mut reservation).await?);
+                received = Some(
+                    spool_file(
+                        gateway,
+                        field,
+                        filename,
+                        purpose.as_deref(),
+                        &mut reservation,
+                    )
+                    .await?,
+                );
             }
             Some("purpose") => {
                 let mut field = field;
                 let mut value = Vec::new();
-                while let Some(chunk) = idle(field.chunk()).await?.map_err(|e| body_error(gateway, &e))? {
+                while let Some(chunk) = idle(field.chunk())
+                    .await?
+                    .map_err(|e| body_error(gateway, &e))?
+                {
                     value.extend_from_slice(&chunk);
                 }
                 let text = String::from_utf8(value)
@@ -122,7 +138,11 @@ pub async fn create(
             _ => {
                 // Unknown fields are read and dropped; the whole-stream limit bounds them.
                 let mut field = field;
-                while idle(field.chunk()).await?.map_err(|e| body_error(gateway, &e))?.is_some() {}
+                while idle(field.chunk())
+                    .await?
+                    .map_err(|e| body_error(gateway, &e))?
+                    .is_some()
+                {}
             }
         }
     }
@@ -176,9 +196,10 @@ async fn spool_file(
     // With the purpose already known its exact cap applies; otherwise the largest any purpose has,
     // and the exact one once the purpose arrives.
     let cap = match purpose {
-        Some(purpose) => gateway.limits().max_bytes(purpose, &filename).ok_or_else(|| {
-            purpose_error(gateway, purpose)
-        })?,
+        Some(purpose) => gateway
+            .limits()
+            .max_bytes(purpose, &filename)
+            .ok_or_else(|| purpose_error(gateway, purpose))?,
         None => gateway.max_file_bytes(),
     };
     let (spool, file) = gateway
@@ -188,7 +209,10 @@ async fn spool_file(
         .map_err(|err| ApiError::internal(format!("cannot create a spool file: {err}")))?;
     let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut bytes = 0u64;
-    while let Some(chunk) = idle(field.chunk()).await?.map_err(|e| body_error(gateway, &e))? {
+    while let Some(chunk) = idle(field.chunk())
+        .await?
+        .map_err(|e| body_error(gateway, &e))?
+    {
         bytes += chunk.len() as u64;
         if bytes > cap {
             return Err(ApiError::too_large(format!(
@@ -197,7 +221,9 @@ async fn spool_file(
                 purpose.unwrap_or("(any)")
             )));
         }
-        reservation.grow_to(bytes).map_err(|_| ApiError::spool_full())?;
+        reservation
+            .grow_to(bytes)
+            .map_err(|_| ApiError::spool_full())?;
         write(&mut writer, &chunk).await?;
     }
     writer
@@ -233,7 +259,12 @@ fn purpose_error(gateway: &Gateway, purpose: &str) -> ApiError {
     )
 }
 
-fn check_size(gateway: &Gateway, purpose: &str, filename: &str, bytes: u64) -> Result<(), ApiError> {
+fn check_size(
+    gateway: &Gateway,
+    purpose: &str,
+    filename: &str,
+    bytes: u64,
+) -> Result<(), ApiError> {
     match gateway.limits().max_bytes(purpose, filename) {
         None => Err(purpose_error(gateway, purpose)),
         Some(cap) if bytes > cap => Err(ApiError::too_large(format!(
@@ -335,7 +366,10 @@ fn receipt_response(receipt: &Receipt, receive_ms: f64) -> Response<Body> {
         format!("{:.3}", receipt.duration.as_secs_f64() * 1_000.0),
     );
     set("x-upramp-receive-ms", format!("{receive_ms:.3}"));
-    set("x-upramp-routing", format!("{}/{}", receipt.routing.decided, receipt.routing.reason));
+    set(
+        "x-upramp-routing",
+        format!("{}/{}", receipt.routing.decided, receipt.routing.reason),
+    );
     set("x-upramp-sha256", receipt.sha256.clone());
     if let Some(reason) = receipt.fallback_reason {
         set("x-upramp-fallback-reason", reason.as_str().to_owned());
