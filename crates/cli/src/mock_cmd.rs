@@ -32,6 +32,9 @@ pub struct MockArgs {
     /// Seed of the fault decisions and file ids.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Kimi's stored-file cap (the account's 1,000 by default); long load runs raise it.
+    #[arg(long, value_name = "N")]
+    max_files: Option<usize>,
 }
 
 fn parse_flavor(name: &str) -> Result<Flavor, String> {
@@ -47,6 +50,10 @@ pub fn run(args: MockArgs) -> CliResult {
         .with_api_key(args.api_key)
         .with_faults(faults)
         .with_seed(args.seed);
+    let config = match args.max_files {
+        Some(max) => config.with_max_files(max),
+        None => config,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

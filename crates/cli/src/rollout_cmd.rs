@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use upramp_rollout::{
     commit_manual, parse_duration, AuditLog, Clock, Controller, ControllerState, DecisionRecord,
-    FileSink, FlagSink, Journal, Phase, Plan, RolloutError, ScrapeSource, StateError, StateStore,
-    SystemClock,
+    FileSink, FlagSink, Journal, MetricsSource, Phase, Plan, PrometheusSource, RolloutError,
+    ScrapeSource, Selector, StateError, StateStore, SystemClock,
 };
 
 use crate::exit::{CliError, CliResult};
@@ -32,8 +32,9 @@ pub enum RolloutCommand {
     Resume(ManualArgs),
     /// Roll back to 0% now; on a rolled-back rollout, re-apply 0%.
     Rollback(ManualArgs),
-    /// Tick the controller against live `/metrics` until it completes or rolls back (and the final
-    /// percent is confirmed applied), or is interrupted. Owns the state file while it runs.
+    /// Tick the controller against live `/metrics` or a Prometheus server until it completes or rolls
+    /// back (and the final percent is confirmed applied), or is interrupted. Owns the state file while
+    /// it runs.
     Run(RunArgs),
 }
 
@@ -88,9 +89,15 @@ pub struct RunArgs {
     /// The flags TOML file the fleet hot-reloads; the percent is written there atomically.
     #[arg(long, value_name = "FILE")]
     pub flags_file: PathBuf,
-    /// `/metrics` URLs of every instance, summed.
-    #[arg(long, value_name = "URL", required = true, num_args = 1..)]
+    /// `/metrics` URLs of every instance, summed (a single machine; a fleet uses --prometheus).
+    #[arg(long, value_name = "URL", num_args = 1.., required_unless_present = "prometheus", conflicts_with = "prometheus")]
     pub scrape: Vec<String>,
+    /// Read the gates with PromQL from this Prometheus server (`http://127.0.0.1:9090`).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Scope the --prometheus queries with this label selector (`job="uploads"`).
+    #[arg(long, value_name = "SEL", requires = "prometheus")]
+    pub selector: Option<String>,
     /// Time between ticks (`30s`, `5m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
     pub interval: Duration,
@@ -275,10 +282,8 @@ fn interrupt_channel() -> mpsc::Receiver<()> {
 
 /// Refuse what `run` cannot use, before taking the lock or touching anything: bad scrape URLs, a
 /// flags file that exists but does not parse or does not configure the flag.
-fn check_run_args(args: &RunArgs) -> Result<ScrapeSource, CliError> {
-    let timeout = args.interval.min(Duration::from_secs(10));
-    let source = ScrapeSource::with_timeout(args.scrape.clone(), args.window, timeout)
-        .map_err(|e| CliError::usage(anyhow!("--scrape: {e}")))?;
+fn check_run_args(args: &RunArgs) -> Result<Box<dyn MetricsSource>, CliError> {
+    let source = metrics_source(args)?;
     if args.flags_file.exists() {
         upramp_flags::FlagSources::new(args.flag.clone())
             .with_file(&args.flags_file)
@@ -292,6 +297,26 @@ fn check_run_args(args: &RunArgs) -> Result<ScrapeSource, CliError> {
         );
     }
     Ok(source)
+}
+
+/// The gate source `run` reads: a Prometheus server (`--prometheus`, `--selector`) or the instances'
+/// `/metrics` (`--scrape`). A bad URL or selector is a usage error.
+fn metrics_source(args: &RunArgs) -> Result<Box<dyn MetricsSource>, CliError> {
+    let Some(url) = &args.prometheus else {
+        let timeout = args.interval.min(Duration::from_secs(10));
+        let scrape = ScrapeSource::with_timeout(args.scrape.clone(), args.window, timeout)
+            .map_err(|e| CliError::usage(anyhow!("--scrape: {e}")))?;
+        return Ok(Box::new(scrape));
+    };
+    let selector =
+        Selector::parse(args.selector.as_deref().unwrap_or_default()).map_err(CliError::usage)?;
+    let source = PrometheusSource::new(url, &selector, args.window).map_err(CliError::usage)?;
+    let queries = source.queries();
+    eprintln!(
+        "upramp: reading gates from prometheus {url}: `{}`, `{}`, `{}`",
+        queries.counts, queries.p99, queries.fallbacks
+    );
+    Ok(Box::new(source))
 }
 
 fn run_loop(args: &RunArgs) -> CliResult {

@@ -12,7 +12,7 @@
 //!   through a [`FlagSink`], saves the [`ControllerState`] with a [`StateStore`] and appends a
 //!   [`DecisionRecord`] to the [`AuditLog`]. Manual `pause`, `resume`, `advance`, `rollback`.
 //! - Sources: [`AggregatorSource`] (in-process telemetry), [`ScrapeSource`] (Prometheus `/metrics`),
-//!   [`FnSource`] (a closure). Sinks: [`StoreSink`] ([`FlagStore`](upramp_flags::FlagStore)),
+//!   [`PrometheusSource`] (PromQL against a Prometheus server), [`FnSource`] (a closure). Sinks: [`StoreSink`] ([`FlagStore`](upramp_flags::FlagStore)),
 //!   [`FileSink`] (flags TOML, atomic), [`RecordingSink`].
 //! - [`Clock`], [`SystemClock`], [`SimulatedClock`] are re-exported from telemetry. The controller never
 //!   reads the clock itself: callers pass `now`, so simulated weeks run in milliseconds.
@@ -77,6 +77,7 @@ pub mod commit;
 pub mod controller;
 pub mod gates;
 pub mod plan;
+pub mod prometheus;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -92,6 +93,10 @@ pub use gates::{
     PathSample, Verdict,
 };
 pub use plan::{Plan, PlanError, Stage};
+pub use prometheus::{
+    GateQueries, PrometheusConfigError, PrometheusSource, QueryReading, Selector, SeriesValue,
+    DEFAULT_QUERY_TIMEOUT,
+};
 pub use sink::{FileSink, FlagSink, RecordingSink, SinkError, StoreSink};
 pub use source::{
     parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource,

@@ -21,7 +21,7 @@
 mod cli;
 mod criterion;
 mod machine;
-mod process;
+pub(crate) mod process;
 mod proto;
 mod results;
 
