@@ -218,7 +218,7 @@ impl ApiError {
                 ),
             ),
             UploadError::OutcomeUnknown {
-                source,
+                cause,
                 path_taken,
                 attempts,
                 ..
@@ -229,7 +229,7 @@ impl ApiError {
                     "server_error",
                     "outcome_unknown",
                     format!(
-                        "outcome unknown on the {path_taken} path after {attempts} attempt(s): the file may have been stored; checking failed: {source}"
+                        "outcome unknown on the {path_taken} path after {attempts} attempt(s): the file may have been stored; {cause}"
                     ),
                 )
             },
@@ -353,7 +353,7 @@ mod tests {
             path: "/spool/x".into(),
             path_taken: upramp_telemetry::UploadPath::Async,
             attempts: 1,
-            source: provider_error(ErrorKind::Transport, None),
+            cause: upramp_uploader::UnknownCause::ListFailed(provider_error(ErrorKind::Transport, None)),
         };
         let response = ApiError::from_upload(&unknown).into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
