@@ -512,7 +512,11 @@ fn a_second_signal_cuts_off_the_uploads_in_flight() {
     }
     let receipts: HashSet<&String> = lines.stdout_ids.iter().collect();
     for stored in server.stand_in.stored_files() {
-        let path = dir.path().join(&stored.filename).display().to_string();
+        let path = dir
+            .path()
+            .join(requested_name(&stored.filename))
+            .display()
+            .to_string();
         assert!(
             receipts.contains(&stored.id) || lines.cut_off.contains(&path),
             "{path} was stored as {} without a receipt or an outcome-unknown line",
@@ -662,4 +666,19 @@ fn os_errors_are_printed_once() {
     }
     insta::assert_snapshot!(report.join(""));
     assert!(server.stand_in.stored_files().is_empty());
+}
+
+/// The name a file was uploaded under, without the uploader's per-request marker
+/// (`f5.u3ee225088af3b6bc.txt` -> `f5.txt`).
+fn requested_name(stored: &str) -> String {
+    let is_marker = |part: &&str| {
+        part.len() == 17
+            && part.starts_with('u')
+            && part[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    stored
+        .split('.')
+        .filter(|part| !is_marker(part))
+        .collect::<Vec<_>>()
+        .join(".")
 }

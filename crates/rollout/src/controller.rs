@@ -189,7 +189,8 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
         self.reconcile()?;
         let base = self.state.clone();
         let source = &mut self.source;
-        let transition = base.on_tick(now, |at| source.window(at));
+        let mut transition = base.on_tick(now, |at| source.window(at));
+        transition.record.queries = self.source.evidence();
         self.commit(&base, transition)
     }
 
@@ -271,6 +272,10 @@ impl<S: MetricsSource, K: FlagSink> Controller<S, K> {
 impl<S: MetricsSource + ?Sized> MetricsSource for &mut S {
     fn window(&mut self, now: SystemTime) -> Result<crate::GateInputs, crate::SourceError> {
         (**self).window(now)
+    }
+
+    fn evidence(&self) -> Vec<crate::QueryReading> {
+        (**self).evidence()
     }
 }
 

@@ -218,28 +218,7 @@ fn promql_duration(d: Duration) -> String {
     }
 }
 
-/// One series of an instant-vector result: its labels and the value as Prometheus sent it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeriesValue {
-    /// The series' labels.
-    pub labels: BTreeMap<String, String>,
-    /// The value's text (`"42"`, `"NaN"`, `"+Inf"`).
-    pub value: String,
-}
-
-/// One query of a window as it was sent and what came back: the evidence for an audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueryReading {
-    /// The PromQL expression.
-    pub query: String,
-    /// The evaluation time, RFC 3339.
-    pub time: String,
-    /// The series read; empty when the result was empty or the query failed.
-    pub values: Vec<SeriesValue>,
-    /// Why the query failed, if it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::source::{QueryReading, SeriesValue};
 
 /// Reads gate inputs from a Prometheus server; see the [module documentation](self).
 ///
@@ -522,6 +501,10 @@ fn series_name(s: &Series) -> String {
 }
 
 impl MetricsSource for PrometheusSource {
+    fn evidence(&self) -> Vec<QueryReading> {
+        self.last.clone()
+    }
+
     fn window(&mut self, now: SystemTime) -> Result<GateInputs, SourceError> {
         self.last.clear();
         let queries = self.queries.clone();

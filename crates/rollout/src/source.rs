@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use std::sync::Arc;
@@ -56,6 +57,35 @@ pub enum SourceError {
 pub trait MetricsSource {
     /// Counts and p99 per path over the source's window ending at `now`.
     fn window(&mut self, now: SystemTime) -> Result<GateInputs, SourceError>;
+
+    /// The queries the last [`window`](Self::window) sent and what they returned, for the decision's
+    /// audit record (empty for sources that run no queries).
+    fn evidence(&self) -> Vec<QueryReading> {
+        Vec::new()
+    }
+}
+
+/// One series of an instant-vector result: its labels and the value as Prometheus sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesValue {
+    /// The series' labels.
+    pub labels: BTreeMap<String, String>,
+    /// The value's text (`"42"`, `"NaN"`, `"+Inf"`).
+    pub value: String,
+}
+
+/// One query of a window as it was sent and what came back: the evidence for an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryReading {
+    /// The PromQL expression.
+    pub query: String,
+    /// The evaluation time, RFC 3339.
+    pub time: String,
+    /// The series read; empty when the result was empty or the query failed.
+    pub values: Vec<SeriesValue>,
+    /// Why the query failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A source computed by a closure of the time: synthetic streams in tests and simulations.
@@ -79,6 +109,10 @@ where
 impl<S: MetricsSource + ?Sized> MetricsSource for Box<S> {
     fn window(&mut self, now: SystemTime) -> Result<GateInputs, SourceError> {
         (**self).window(now)
+    }
+
+    fn evidence(&self) -> Vec<QueryReading> {
+        (**self).evidence()
     }
 }
 

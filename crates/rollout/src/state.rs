@@ -384,6 +384,10 @@ pub struct DecisionRecord {
     /// The state generation this decision committed (0 in records written before generations existed).
     #[serde(default)]
     pub generation: u64,
+    /// The queries the metrics source sent for this window and what they returned (a Prometheus
+    /// source's PromQL, to paste into Prometheus); empty for other sources and manual decisions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<crate::source::QueryReading>,
 }
 
 impl DecisionRecord {
@@ -631,6 +635,7 @@ fn blank_record(now: SystemTime, trigger: Trigger, before: &ControllerState) -> 
         gates: Vec::new(),
         control: Vec::new(),
         generation: before.generation,
+        queries: Vec::new(),
     }
 }
 

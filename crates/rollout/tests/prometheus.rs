@@ -342,3 +342,35 @@ fn the_recording_rules_are_the_sources_queries() {
         );
     }
 }
+
+#[test]
+fn each_decision_audits_the_exact_queries_and_the_values_read() {
+    let (url, _) = serve(|q| match q {
+        Query::Counts => ok(healthy_counts()),
+        Query::P99 => ok(p99("0.12", "0.1")),
+        Query::Fallbacks => ok(vector(&[(&[], "19.8")])),
+    });
+    let source = source(&url);
+    let expected = source.queries().clone();
+    let mut controller = upramp_rollout::Controller::new(
+        upramp_rollout::Plan::default_three_week(),
+        source,
+        upramp_rollout::RecordingSink::default(),
+    )
+    .unwrap()
+    .with_audit(upramp_rollout::AuditLog::in_memory());
+    // The first tick starts the baseline's bake without a window; the second judges one.
+    let started = controller.tick(at()).unwrap();
+    assert!(started.queries.is_empty());
+    let record = controller.tick(at() + Duration::from_secs(60)).unwrap();
+    let sent: Vec<&str> = record.queries.iter().map(|r| r.query.as_str()).collect();
+    assert_eq!(
+        sent,
+        [expected.counts.as_str(), &expected.fallbacks, &expected.p99]
+    );
+    assert!(record.queries[0].values.iter().any(|v| v.value == "979.6"));
+    let audited = &controller.audit().records()[1];
+    assert_eq!(audited.queries, record.queries);
+    let json = serde_json::to_string(audited).unwrap();
+    assert!(json.contains("histogram_quantile"), "{json}");
+}

@@ -353,7 +353,10 @@ mod tests {
             path: "/spool/x".into(),
             path_taken: upramp_telemetry::UploadPath::Async,
             attempts: 1,
-            cause: upramp_uploader::UnknownCause::ListFailed(provider_error(ErrorKind::Transport, None)),
+            cause: upramp_uploader::UnknownCause::ListFailed(provider_error(
+                ErrorKind::Transport,
+                None,
+            )),
         };
         let response = ApiError::from_upload(&unknown).into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
