@@ -58,7 +58,9 @@ async fn quick_validation_passes_every_check() {
             "latency",
             "outage",
             "restart",
-            "low-traffic"
+            "low-traffic",
+            "operator-rollback",
+            "crash-commit"
         ]
     );
     let stage_days: f64 = report.stages.iter().map(|s| s.days).sum();
@@ -72,7 +74,7 @@ async fn quick_validation_passes_every_check() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files.report_json).unwrap()).unwrap();
     assert_eq!(json["stages"].as_array().unwrap().len(), 5);
-    assert_eq!(json["scenarios"].as_array().unwrap().len(), 5);
+    assert_eq!(json["scenarios"].as_array().unwrap().len(), 7);
     let svg = std::fs::read_to_string(&files.timeline_svg).unwrap();
     assert!(svg.contains("rollback"), "the timeline marks the rollbacks");
     let prom = std::fs::read_to_string(&files.metrics_prom).unwrap();

@@ -21,7 +21,8 @@ use upramp_tests::report::summary_table;
 /// Options of `cargo xtask validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Run one part only: stages, async-breaks, latency, outage, restart or low-traffic.
+    /// Run one part only: stages, async-breaks, latency, outage, restart, low-traffic,
+    /// operator-rollback or crash-commit.
     #[arg(long, value_name = "NAME", value_parser = parse_part)]
     pub scenario: Option<Part>,
     /// Seed of every random choice (routing keys, files, providers, fault draws, backoff jitter).

@@ -36,17 +36,23 @@ pub enum Part {
     Restart,
     /// Low traffic: hold until minimum samples, no false rollback.
     LowTraffic,
+    /// An operator rolls back while a controller tick reads its window: the rollback is never undone.
+    OperatorRollback,
+    /// The controller is killed after each commit step and restarted: flag, state and audit agree.
+    CrashCommit,
 }
 
 impl Part {
     /// Every part, in run order.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 8] = [
         Part::Stages,
         Part::AsyncBreaks,
         Part::Latency,
         Part::Outage,
         Part::Restart,
         Part::LowTraffic,
+        Part::OperatorRollback,
+        Part::CrashCommit,
     ];
 
     /// The name `--scenario` takes.
@@ -58,6 +64,8 @@ impl Part {
             Part::Outage => "outage",
             Part::Restart => "restart",
             Part::LowTraffic => "low-traffic",
+            Part::OperatorRollback => "operator-rollback",
+            Part::CrashCommit => "crash-commit",
         }
     }
 }
@@ -70,7 +78,7 @@ impl fmt::Display for Part {
 
 /// A `--scenario` value that names no part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario `{0}`: expected one of stages, async-breaks, latency, outage, restart, low-traffic")]
+#[error("unknown scenario `{0}`: expected one of stages, async-breaks, latency, outage, restart, low-traffic, operator-rollback, crash-commit")]
 pub struct UnknownPart(pub String);
 
 impl FromStr for Part {
@@ -487,6 +495,8 @@ mod tests {
                 vec!["outage"],
                 vec!["restart"],
                 vec!["low-traffic"],
+                vec!["operator-rollback"],
+                vec!["crash-commit"],
             ]
         );
         assert_eq!(names(&[Part::Latency]), [vec!["latency"]]);
@@ -495,6 +505,6 @@ mod tests {
             .iter()
             .map(|(i, _)| *i)
             .collect();
-        assert_eq!(positions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(positions, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 }

@@ -1,11 +1,15 @@
-//! The five fault scenarios, each in a fresh world (fresh stand-ins, flag store, aggregator and
+//! The seven fault scenarios, each in a fresh world (fresh stand-ins, flag store, aggregator and
 //! controller), each with its expected outcome checked.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use upramp_harness::FaultPlan;
-use upramp_rollout::Plan;
+use upramp_flags::Percent;
+use upramp_rollout::{
+    commit_manual, AggregatorSource, AuditLog, CommitStep, Controller, FnSource, Journal, MetricsSource,
+    Plan, RolloutError, StateStore, StoreSink,
+};
 use upramp_telemetry::UploadPath;
 
 use super::profile::Profile;
@@ -52,6 +56,10 @@ pub(crate) async fn run(
         Part::Outage => outage(&mut run, &mut world, &mut controller).await?,
         Part::Restart => restart(&mut run, &mut world, controller).await?,
         Part::LowTraffic => low_traffic(&mut run, &mut world, &mut controller).await?,
+        Part::OperatorRollback => {
+            operator_rollback(&mut run, &mut world, &mut controller).await?
+        }
+        Part::CrashCommit => crash_commit(&mut run, &mut world, controller).await?,
         Part::Stages => {
             return Err(ValidateError::Setup(
                 "the stages are not a fault scenario".to_owned(),
@@ -596,6 +604,269 @@ async fn low_traffic(
 
 /// The delay added to async responses in the latency scenario: at least [`LATENCY_FACTOR`] times the
 /// sync p99, and at least twice the excess (`forgiven_ms`) the p99 gate treats as jitter.
+fn check(name: &str, passed: bool, detail: String) -> Check {
+    Check {
+        name: name.to_owned(),
+        passed,
+        detail,
+    }
+}
+
+fn read_audit(world: &World) -> Result<Vec<upramp_rollout::DecisionRecord>, ValidateError> {
+    AuditLog::read(&world.audit_path())
+        .map_err(|e| ValidateError::Controller(format!("reading the audit log: {e}")))
+}
+
+/// Whether the audit log lists records in commit order (strictly rising generations).
+fn audit_in_commit_order(audit: &[upramp_rollout::DecisionRecord]) -> Check {
+    let out_of_order = audit
+        .windows(2)
+        .filter(|w| w[1].generation <= w[0].generation)
+        .count();
+    check(
+        "audit_in_commit_order",
+        out_of_order == 0,
+        format!(
+            "{} audit records, {out_of_order} listed before a record committed earlier",
+            audit.len()
+        ),
+    )
+}
+
+/// At 10%, an operator rolls back (by compare-and-swap on the state file, applying 0% at once) while a
+/// controller tick is reading its metrics window; the tick must discard its decision, and the running
+/// controller must keep 0% from then on.
+async fn operator_rollback(
+    run: &mut Run<'_>,
+    world: &mut World,
+    controller: &mut RolloutController,
+) -> Result<Findings, ValidateError> {
+    run.start_at(world, controller, 2)?;
+    let per_tick = run.per_tick(controller);
+    for _ in 0..2 {
+        run.interval(world, controller, per_tick).await?;
+    }
+    let records = world.traffic(per_tick).await;
+    run.requests.extend(records);
+    let raced_at = world.hours();
+    let now = world.clock_now();
+    let state_path = world.state_path();
+    let audit_path = world.audit_path();
+    let audit = AuditLog::open(&audit_path)
+        .map_err(|e| ValidateError::Setup(format!("audit log: {e}")))?;
+    let mut operator: Option<Result<upramp_rollout::DecisionRecord, String>> = None;
+    let raced = {
+        let mut window = AggregatorSource::new(world.aggregator.clone());
+        let flags = world.flags.clone();
+        let operator = &mut operator;
+        // The operator's command runs while the tick's window is being read (a slow scrape).
+        let slow_read = FnSource(move |at| {
+            let result = AuditLog::open(&audit_path)
+                .map_err(|e| e.to_string())
+                .and_then(|audit| {
+                    let mut journal = Journal::new(
+                        Some(StateStore::new(&state_path)),
+                        audit,
+                        upramp_flags::ASYNC_UPLOAD,
+                    );
+                    let mut sink = StoreSink(flags.clone());
+                    commit_manual(&mut journal, Some(&mut sink), at, |s, now| {
+                        s.rollback(now, "incident")
+                    })
+                    .map(|c| c.record)
+                    .map_err(|e| e.to_string())
+                });
+            *operator = Some(result);
+            window.window(at)
+        });
+        let mut racing = Controller::from_state(
+            controller.state().clone(),
+            slow_read,
+            StoreSink(world.flags.clone()),
+        )
+        .with_store(StateStore::new(world.state_path()))
+        .with_audit(audit);
+        racing.tick(now)
+    };
+    let operator = operator
+        .unwrap_or_else(|| Err("the racing tick never read its window".to_owned()))
+        .map_err(|e| ValidateError::Controller(format!("operator rollback: {e}")))?;
+    world
+        .decisions
+        .push(super::world::observe_decision(&operator, world.start));
+    run.span(raced_at, raced_at, "operator rollback".to_owned());
+    let discarded = check(
+        "racing_tick_discarded",
+        matches!(&raced, Err(e) if e.is_conflict()),
+        match &raced {
+            Ok(record) => format!(
+                "the tick racing the rollback committed `{}` to {}",
+                record.decision, record.percent
+            ),
+            Err(e) => format!("the tick racing the rollback was discarded: {e}"),
+        },
+    );
+    let mut percents_after = Vec::new();
+    for _ in 0..3 {
+        run.interval(world, controller, per_tick).await?;
+        percents_after.push(world.flags.snapshot().rollout);
+    }
+    let state = controller.state();
+    let kept = check(
+        "operator_rollback_kept",
+        state.phase.as_str() == "rolled_back"
+            && state.percent == Percent::ZERO
+            && percents_after.iter().all(|p| *p == Percent::ZERO),
+        format!(
+            "after the rollback the state is {} at {} and the flag was {} over 3 ticks",
+            state.phase.as_str(),
+            state.percent,
+            percents_after
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let audit = read_audit(world)?;
+    let rollbacks = audit
+        .iter()
+        .filter(|r| r.decision == upramp_rollout::Decision::Rollback)
+        .count();
+    let audited = check(
+        "rollback_audited_once",
+        rollbacks == 1 && audit.iter().any(|r| r.reason.contains("incident")),
+        format!("{rollbacks} rollback records in the audit log"),
+    );
+    let order = audit_in_commit_order(&audit);
+    let observed = format!(
+        "{}; flag at {} after the rollback",
+        discarded.detail,
+        percents_after.last().copied().unwrap_or(Percent::ZERO)
+    );
+    Ok((
+        "at the 10% stage an operator rolls back (`rollout rollback --flags-file`) while a controller \
+         tick is reading its metrics window"
+            .to_owned(),
+        "the tick's decision is discarded, the rollback stays applied (0%), audited once, in commit order"
+            .to_owned(),
+        observed,
+        vec![discarded, kept, audited, order],
+    ))
+}
+
+/// The controller is killed after each step of a commit in turn (intent, audit, apply, confirm), each
+/// time during a manual advance, and restarted from its state file; after the restart's reconcile the
+/// flag, the state and the audit log must agree.
+async fn crash_commit(
+    run: &mut Run<'_>,
+    world: &mut World,
+    mut controller: RolloutController,
+) -> Result<Findings, ValidateError> {
+    let mut problems = Vec::new();
+    let mut flag_percents = Vec::new();
+    for step in CommitStep::ALL {
+        let per_tick = run.per_tick(&controller);
+        run.interval(world, &mut controller, per_tick).await?;
+        drop(controller);
+        let mut crashing = world.resumed_controller()?.with_crash_after(Some(step));
+        let crashed = crashing.advance(
+            world.clock_now(),
+            &format!("validation: crash after the {step:?} step"),
+        );
+        if !matches!(crashed, Err(RolloutError::InjectedCrash { .. })) {
+            problems.push(format!("{step:?}: the advance did not stop at the step"));
+        }
+        drop(crashing);
+        flag_percents.push(world.flags.snapshot().rollout);
+        let at = world.hours();
+        run.span(at, at, format!("killed after {step:?}"));
+        controller = world.resumed_controller()?;
+        if let Some(e) = controller
+            .reconcile()
+            .map_err(|e| ValidateError::Controller(format!("reconcile: {e}")))?
+        {
+            problems.push(format!("{step:?}: reconcile could not apply: {e}"));
+        }
+        let state = controller.state();
+        let flag = world.flags.snapshot().rollout;
+        flag_percents.push(flag);
+        if state.applied_percent != Some(state.percent) || flag != state.percent {
+            problems.push(format!(
+                "{step:?}: state desired {} applied {:?}, flag {flag}",
+                state.percent, state.applied_percent
+            ));
+        }
+        let last_audited = read_audit(world)?.last().map(|r| r.generation);
+        let decided = state.last_decision.as_ref().map(|r| r.generation);
+        if last_audited.is_none() || last_audited < decided {
+            problems.push(format!(
+                "{step:?}: the state's decision {decided:?} is not in the audit log (last {last_audited:?})"
+            ));
+        }
+        if let Some(record) = &state.last_decision {
+            world
+                .decisions
+                .push(super::world::observe_decision(record, world.start));
+        }
+    }
+    for _ in 0..2 {
+        let per_tick = run.per_tick(&controller);
+        run.interval(world, &mut controller, per_tick).await?;
+        flag_percents.push(world.flags.snapshot().rollout);
+    }
+    let audit = read_audit(world)?;
+    let unexplained: Vec<String> = flag_percents
+        .iter()
+        .filter(|p| **p != Percent::ZERO && !audit.iter().any(|r| r.percent == **p))
+        .map(ToString::to_string)
+        .collect();
+    let state = controller.state();
+    let agree = check(
+        "agree_after_each_crash",
+        problems.is_empty(),
+        if problems.is_empty() {
+            format!(
+                "after each of {} crashes the flag, the state and the audit log agreed",
+                CommitStep::ALL.len()
+            )
+        } else {
+            problems.join("; ")
+        },
+    );
+    let explained = check(
+        "every_percent_audited",
+        unexplained.is_empty(),
+        format!(
+            "{} flag readings, unexplained by the audit log: [{}]",
+            flag_percents.len(),
+            unexplained.join(", ")
+        ),
+    );
+    let order = audit_in_commit_order(&audit);
+    let reached = check(
+        "advanced_through_the_crashes",
+        state.stage_index() + 1 == run.plan.stages.len(),
+        format!(
+            "ended at stage {}/{} ({})",
+            state.stage_index() + 1,
+            run.plan.stages.len(),
+            state.percent
+        ),
+    );
+    let observed = format!("{}; {}", agree.detail, reached.detail);
+    Ok((
+        "four manual advances from the baseline, each killed after one commit step (intent, audit, \
+         apply, confirm) and restarted from the state file"
+            .to_owned(),
+        "after each restart's reconcile the flag equals the state's applied and desired percent, every \
+         decision is audited, in commit order"
+            .to_owned(),
+        observed,
+        vec![agree, explained, order, reached],
+    ))
+}
+
 fn latency_delay(sync_p99: Duration, forgiven_ms: u64) -> Duration {
     sync_p99
         .mul_f64(LATENCY_FACTOR)
