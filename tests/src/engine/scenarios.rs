@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use upramp_harness::FaultPlan;
 use upramp_flags::Percent;
+use upramp_harness::FaultPlan;
 use upramp_rollout::{
-    commit_manual, AggregatorSource, AuditLog, CommitStep, Controller, FnSource, Journal, MetricsSource,
-    Plan, RolloutError, StateStore, StoreSink,
+    commit_manual, AggregatorSource, AuditLog, CommitStep, Controller, FnSource, Journal,
+    MetricsSource, Plan, RolloutError, StateStore, StoreSink,
 };
 use upramp_telemetry::UploadPath;
 
@@ -56,9 +56,7 @@ pub(crate) async fn run(
         Part::Outage => outage(&mut run, &mut world, &mut controller).await?,
         Part::Restart => restart(&mut run, &mut world, controller).await?,
         Part::LowTraffic => low_traffic(&mut run, &mut world, &mut controller).await?,
-        Part::OperatorRollback => {
-            operator_rollback(&mut run, &mut world, &mut controller).await?
-        }
+        Part::OperatorRollback => operator_rollback(&mut run, &mut world, &mut controller).await?,
         Part::CrashCommit => crash_commit(&mut run, &mut world, controller).await?,
         Part::Stages => {
             return Err(ValidateError::Setup(
@@ -652,8 +650,8 @@ async fn operator_rollback(
     let now = world.clock_now();
     let state_path = world.state_path();
     let audit_path = world.audit_path();
-    let audit = AuditLog::open(&audit_path)
-        .map_err(|e| ValidateError::Setup(format!("audit log: {e}")))?;
+    let audit =
+        AuditLog::open(&audit_path).map_err(|e| ValidateError::Setup(format!("audit log: {e}")))?;
     let mut operator: Option<Result<upramp_rollout::DecisionRecord, String>> = None;
     let raced = {
         let mut window = AggregatorSource::new(world.aggregator.clone());
