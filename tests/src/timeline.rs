@@ -97,6 +97,20 @@ fn text_width(text: &str, font_size: f64, bold: bool) -> f64 {
 
 /// Where a label that belongs just right of `x` goes: right of it when it fits before `right_limit`,
 /// else ending just left of it, so labels at the right edge of a plot are never cut.
+/// `text` cut with an ellipsis so that its estimated width stays within `max_width`.
+fn fit(text: &str, font_size: f64, bold: bool, max_width: f64) -> String {
+    if text_width(text, font_size, bold) <= max_width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.to_owned();
+    while !cut.is_empty()
+        && text_width(&cut, font_size, bold) + text_width("…", font_size, bold) > max_width
+    {
+        cut.pop();
+    }
+    format!("{}…", cut.trim_end())
+}
+
 fn beside(x: f64, gap: f64, width: f64, right_limit: f64) -> (f64, &'static str) {
     if x + gap + width <= right_limit {
         (x + gap, "start")
@@ -227,7 +241,7 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
         out,
         r#"<text x="{LEFT}" y="{:.1}" font-size="15" font-weight="bold">{}</text>"#,
         top + 20.0,
-        escape(&panel.title)
+        escape(&fit(&panel.title, 15.0, true, WIDTH - 2.0 * LEFT))
     );
     for span in &panel.spans {
         let (x0, x1) = (frame.x(span.from_hours), frame.x(span.to_hours));
@@ -571,7 +585,8 @@ mod tests {
         };
         let outage = TimelinePanel {
             title:
-                "Scenario outage: hold during the outage (no rollback, no advance), then advance"
+                "Scenario outage: hold during the outage (no rollback, no advance), then advance, \
+                 with a title long enough to run past the right edge of the document"
                     .to_owned(),
             points: (1..=26).map(|i| point(f64::from(i) * 6.0, 50.0)).collect(),
             markers: vec![marker(156.0, DecisionKind::Advance, "100%", 100.0)],

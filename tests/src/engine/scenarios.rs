@@ -746,8 +746,7 @@ async fn operator_rollback(
         "at the 10% stage an operator rolls back (`rollout rollback --flags-file`) while a controller \
          tick is reading its metrics window"
             .to_owned(),
-        "the tick's decision is discarded, the rollback stays applied (0%), audited once, in commit order"
-            .to_owned(),
+        "the racing tick is discarded, the rollback stays at 0%, audited once".to_owned(),
         observed,
         vec![discarded, kept, audited, order],
     ))
@@ -857,9 +856,7 @@ async fn crash_commit(
         "four manual advances from the baseline, each killed after one commit step (intent, audit, \
          apply, confirm) and restarted from the state file"
             .to_owned(),
-        "after each restart's reconcile the flag equals the state's applied and desired percent, every \
-         decision is audited, in commit order"
-            .to_owned(),
+        "after each restart the flag equals the state, every decision audited".to_owned(),
         observed,
         vec![agree, explained, order, reached],
     ))
