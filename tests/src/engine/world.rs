@@ -1,8 +1,6 @@
 //! One validation world: Kimi and GLM stand-ins, an uploader per provider sharing one flag store, the
 //! telemetry observers, and the production controller on a simulated clock.
 
-use std::fs::File;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 use upramp_flags::{DecisionPath, FlagConfig, FlagStore, Percent, ASYNC_UPLOAD};
 use upramp_harness::corpus::{self, FileKind};
 use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
@@ -67,20 +64,6 @@ const TWIN_SIZES: [u64; 2] = [8_192, 40_960];
 /// clients, seeds and adoption bookkeeping), so same-named files also meet across uploaders.
 const HOSTS: usize = 2;
 
-fn sha256_of(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 impl Corpus {
     /// Every kind at every small size, the twins, plus the profile's big files.
     pub(crate) fn generate(seed: u64, big: &[(FileKind, u64)]) -> Result<Self, ValidateError> {
@@ -95,9 +78,11 @@ impl Corpus {
                     source,
                 })?
                 .len();
-            let sha256 = sha256_of(&path).map_err(|source| ValidateError::Corpus {
-                path: path.clone(),
-                source,
+            let sha256 = upramp_harness::corpus::sha256_file(&path).map_err(|source| {
+                ValidateError::Corpus {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             Ok(CorpusFile {
                 path,
