@@ -2,7 +2,7 @@
 //! in-process Kimi and GLM stand-ins with real uploads over loopback, judged by the production controller
 //! on a simulated clock.
 //!
-//! The engine lives in the `upramp-tests` library ([`upramp_tests::engine`]) so the end-to-end tests run
+//! The engine lives in the `upramp-validate` library ([`upramp_validate::engine`]) so the end-to-end tests run
 //! the very same code; this module adds the command line, the live progress display, the files and the
 //! exit code (0 only if every check held, 1 if one failed, 2 for bad usage).
 
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use upramp_tests::artifacts::{output_dir, write_all};
-use upramp_tests::engine::{self, Options, Part, Progress, ProgressEvent};
-use upramp_tests::report::summary_table;
+use upramp_validate::artifacts::{output_dir, write_all};
+use upramp_validate::engine::{self, Options, Part, Progress, ProgressEvent};
+use upramp_validate::report::summary_table;
 
 /// Options of `cargo xtask validate`.
 #[derive(Debug, clap::Args)]

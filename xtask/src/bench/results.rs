@@ -722,7 +722,7 @@ pub fn render_table(results: &BenchResults) -> String {
         Scenario::Failed { error } => failed(&mut rows, "validate", error),
         Scenario::Skipped => skipped(&mut rows, "validate"),
     }
-    out.push_str(&upramp_tests::table::columns(&rows));
+    out.push_str(&upramp_validate::table::columns(&rows));
 
     for (title, checks) in [
         ("goal", &results.goals),
@@ -740,7 +740,7 @@ pub fn render_table(results: &BenchResults) -> String {
                 met_label(check.met).to_owned(),
             ]);
         }
-        out.push_str(&upramp_tests::table::columns(&rows));
+        out.push_str(&upramp_validate::table::columns(&rows));
     }
     out
 }

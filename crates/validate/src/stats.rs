@@ -29,9 +29,9 @@ pub const REPORT_Z: f64 = 1.96;
 /// Returns `[0, 1]` for zero trials: no evidence either way.
 ///
 /// ```
-/// let i = upramp_tests::stats::wilson(98, 100, 1.96);
+/// let i = upramp_validate::stats::wilson(98, 100, 1.96);
 /// assert!(i.lo > 0.92 && i.hi < 0.995);
-/// assert_eq!(upramp_tests::stats::wilson(0, 50, 1.96).lo, 0.0);
+/// assert_eq!(upramp_validate::stats::wilson(0, 50, 1.96).lo, 0.0);
 /// ```
 pub fn wilson(successes: u64, trials: u64, z: f64) -> Interval {
     upramp_rollout::wilson_interval(successes, trials, z)
@@ -43,9 +43,9 @@ pub fn wilson(successes: u64, trials: u64, z: f64) -> Interval {
 /// 100%.
 ///
 /// ```
-/// let band = upramp_tests::stats::share_band(0.10, 2_000, upramp_tests::stats::SHARE_Z);
+/// let band = upramp_validate::stats::share_band(0.10, 2_000, upramp_validate::stats::SHARE_Z);
 /// assert!(band.contains(0.11) && !band.contains(0.14));
-/// assert_eq!(upramp_tests::stats::share_band(0.0, 2_000, 3.0).hi, 0.0);
+/// assert_eq!(upramp_validate::stats::share_band(0.0, 2_000, 3.0).hi, 0.0);
 /// ```
 pub fn share_band(target: f64, trials: u64, z: f64) -> Interval {
     if target <= 0.0 {

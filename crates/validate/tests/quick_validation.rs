@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use upramp_tests::artifacts::write_all;
-use upramp_tests::engine::{self, Options, Silent};
+use upramp_validate::artifacts::write_all;
+use upramp_validate::engine::{self, Options, Silent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_validation_passes_every_check() {

@@ -40,9 +40,9 @@ pub struct Artifacts {
 ///
 /// ```
 /// use std::path::Path;
-/// let dir = upramp_tests::artifacts::output_dir(Path::new("/ws"), None);
+/// let dir = upramp_validate::artifacts::output_dir(Path::new("/ws"), None);
 /// assert_eq!(dir, Path::new("/ws/target/upramp/validate"));
-/// let dir = upramp_tests::artifacts::output_dir(Path::new("/ws"), Some(Path::new("/t")));
+/// let dir = upramp_validate::artifacts::output_dir(Path::new("/ws"), Some(Path::new("/t")));
 /// assert_eq!(dir, Path::new("/t/upramp/validate"));
 /// ```
 pub fn output_dir(workspace: &Path, target_override: Option<&Path>) -> PathBuf {

@@ -2,7 +2,7 @@
 //! the same renderer, so the two terminal tables line up the same way.
 //!
 //! ```
-//! use upramp_tests::table;
+//! use upramp_validate::table;
 //!
 //! let rows = vec![
 //!     vec!["stage".to_owned(), "target".to_owned()],
