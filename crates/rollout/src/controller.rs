@@ -5,54 +5,16 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use thiserror::Error;
 use upramp_flags::Percent;
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::AuditLog;
+pub use crate::commit::RolloutError;
 use crate::commit::{CommitStep, Committed, Journal};
-use crate::plan::{Plan, PlanError};
+use crate::plan::Plan;
 use crate::sink::{FlagSink, SinkError};
 use crate::source::MetricsSource;
 use crate::state::{ControllerState, DecisionRecord, Transition, TransitionError};
 use crate::store::{StateError, StateStore};
-
-/// Why a controller operation failed.
-#[derive(Debug, Error)]
-pub enum RolloutError {
-    /// The plan is invalid.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// Applying the percent failed. The decision is committed and audited; the controller re-applies
-    /// the percent on every tick until the sink confirms it.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    /// Saving or loading the state failed, or (`StateError::Conflict`) someone committed since the
-    /// decision's state was read and the decision was discarded.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// Appending to the audit log failed.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// The operation is not possible in the current state, or lacks a reason.
-    #[error(transparent)]
-    Transition(#[from] TransitionError),
-    /// A manual operation needs a state file.
-    #[error("manual operations need a state file")]
-    NoStore,
-    /// A crash test stopped the commit after `step` (see [`Journal::crash_after`]).
-    #[error("injected crash after the {step:?} step")]
-    InjectedCrash {
-        /// The last step written.
-        step: CommitStep,
-    },
-}
-
-impl RolloutError {
-    /// Whether the error is a discarded decision: the stored state moved on (an operator committed).
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::State(StateError::Conflict { .. }))
-    }
-}
 
 /// The rollout controller. Generic over where metrics come from and where the percent goes; it never
 /// sleeps or reads the wall clock: the caller passes `now` to every operation.

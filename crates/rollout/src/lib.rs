@@ -86,8 +86,8 @@ pub mod store;
 pub mod timefmt;
 
 pub use audit::{AuditError, AuditLog};
-pub use commit::{commit_manual, CommitStep, Committed, Journal};
-pub use controller::{Controller, RolloutError};
+pub use commit::{commit_manual, CommitStep, Committed, Journal, RolloutError};
+pub use controller::Controller;
 pub use gates::{
     evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
     PathSample, Verdict,

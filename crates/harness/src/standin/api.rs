@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::server::ConnControl;
+use super::conn::ConnControl;
 use super::{lock, Entry, Shared, Store, StoredFile};
 use crate::fault::{FaultDecision, InjectedFault, PathTarget};
 use crate::flavor::Flavor;

@@ -1,6 +1,7 @@
 //! Kimi and GLM file-API stand-ins; the contract details and choices are documented on [`StandIn`].
 
 mod api;
+mod conn;
 mod server;
 
 use std::collections::BTreeMap;

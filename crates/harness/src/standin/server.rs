@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,28 +14,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use super::conn::ConnControl;
 use super::{api, Shared};
 
 /// How long a shutdown waits for in-flight requests before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Lets a handler end its own connection.
-#[derive(Default)]
-pub(super) struct ConnControl {
-    abort: Notify,
-    reset: AtomicBool,
-}
-
-impl ConnControl {
-    /// Close the connection without answering: with a TCP reset if `reset`, else a plain FIN.
-    pub(super) fn abort(&self, reset: bool) {
-        self.reset.store(reset, Ordering::SeqCst);
-        self.abort.notify_one();
-    }
-}
 
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
@@ -88,12 +72,12 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     // Returning drops the connection and with it the socket: that is how aborts reach the client.
     tokio::select! {
         _ = connection.as_mut() => {}
-        () = control.abort.notified() => {}
+        () = control.aborted() => {}
         () = shared.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 _ = connection.as_mut() => {}
-                () = control.abort.notified() => {}
+                () = control.aborted() => {}
             }
         }
     }
@@ -107,7 +91,7 @@ struct ConnIo {
 
 impl Drop for ConnIo {
     fn drop(&mut self) {
-        if self.control.reset.load(Ordering::SeqCst) {
+        if self.control.wants_reset() {
             // SO_LINGER 0: close() discards queued data and sends RST, so the client sees a reset.
             if let Err(err) = self.inner.set_zero_linger() {
                 tracing::warn!(error = %err, "stand-in could not arm a connection reset");
