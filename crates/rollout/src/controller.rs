@@ -21,13 +21,13 @@ use crate::store::{StateError, StateStore};
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use upramp_rollout::{Controller, Decision, FnSource, GateInputs, PathSample, Plan, RecordingSink, SourceError};
+/// use upramp_rollout::{Controller, Decision, FnSource, GateInputs, PathSample, NullSink, Plan, SourceError};
 ///
 /// let healthy = |_now| -> Result<GateInputs, SourceError> {
 ///     let path = PathSample { samples: 5_000, successes: 5_000, p99: Some(Duration::from_millis(80)), ..Default::default() };
 ///     Ok(GateInputs { async_: path, sync: path })
 /// };
-/// let mut controller = Controller::new(Plan::default_three_week(), FnSource(healthy), RecordingSink::default())?;
+/// let mut controller = Controller::new(Plan::default_three_week(), FnSource(healthy), NullSink)?;
 /// let mut now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let mut decisions = Vec::new();
 /// while !controller.state().phase.is_terminal() {

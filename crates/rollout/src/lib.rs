@@ -13,7 +13,8 @@
 //!   [`DecisionRecord`] to the [`AuditLog`]. Manual `pause`, `resume`, `advance`, `rollback`.
 //! - Sources: [`AggregatorSource`] (in-process telemetry), [`ScrapeSource`] (Prometheus `/metrics`),
 //!   [`PrometheusSource`] (PromQL against a Prometheus server), [`FnSource`] (a closure). Sinks: [`StoreSink`] ([`FlagStore`](upramp_flags::FlagStore)),
-//!   [`FileSink`] (flags TOML, atomic), [`RecordingSink`].
+//!   [`FileSink`] (flags TOML, atomic), [`NullSink`]; with the `test-util` feature, the
+//!   `RecordingSink` test double.
 //! - [`Clock`], [`SystemClock`], [`SimulatedClock`] are re-exported from telemetry. The controller never
 //!   reads the clock itself: callers pass `now`, so simulated weeks run in milliseconds.
 //!
@@ -48,7 +49,7 @@
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
 //! use upramp_rollout::{
-//!     AuditLog, Controller, Decision, FnSource, GateInputs, PathSample, Plan, RecordingSink, SourceError,
+//!     AuditLog, Controller, Decision, FnSource, GateInputs, NullSink, PathSample, Plan, SourceError,
 //! };
 //!
 //! // An async path failing 10% of uploads while the sync control is healthy.
@@ -61,13 +62,13 @@
 //! };
 //! let mut plan = Plan::default_three_week();
 //! plan.stages.remove(0); // start at 1%
-//! let mut controller = Controller::new(plan, FnSource(window), RecordingSink::default())?
+//! let mut controller = Controller::new(plan, FnSource(window), NullSink)?
 //!     .with_audit(AuditLog::in_memory());
 //! let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 //! assert_eq!(controller.tick(start)?.decision, Decision::Advance); // starts stage 1 at 1%
 //! let record = controller.tick(start + Duration::from_secs(60))?;
 //! assert_eq!(record.decision, Decision::Rollback); // a decisive breach: 10% errors vs 2%
-//! assert_eq!(controller.sink().current().map(|p| p.thousandths()), Some(0));
+//! assert_eq!(controller.state().applied_percent.map(|p| p.thousandths()), Some(0));
 //! println!("{}", record.reason);
 //! # Ok::<(), upramp_rollout::RolloutError>(())
 //! ```
@@ -97,7 +98,9 @@ pub use prometheus::{
     GateQueries, PrometheusConfigError, PrometheusSource, QueryReading, Selector, SeriesValue,
     DEFAULT_QUERY_TIMEOUT,
 };
-pub use sink::{FileSink, FlagSink, RecordingSink, SinkError, StoreSink};
+#[cfg(feature = "test-util")]
+pub use sink::RecordingSink;
+pub use sink::{FileSink, FlagSink, NullSink, SinkError, StoreSink};
 pub use source::{
     parse_exposition, quantile_from_buckets, AggregatorSource, ExpositionError, FnSource,
     MetricSample, MetricsSource, PathTotals, ScrapeSource, SourceError, UploadTotals,

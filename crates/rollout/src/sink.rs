@@ -69,13 +69,34 @@ impl FlagSink for FileSink {
     }
 }
 
-/// Remembers every applied percent; for tests and dry runs.
+/// Applies nothing and confirms every percent: for a controller whose percent nobody reads (a dry
+/// run, or a decision audited and applied elsewhere).
+///
+/// ```
+/// use upramp_flags::Percent;
+/// use upramp_rollout::{FlagSink, NullSink};
+///
+/// assert!(NullSink.apply(Percent::from_thousandths(10_000)?).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl FlagSink for NullSink {
+    fn apply(&mut self, _percent: Percent) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A test double that remembers every applied percent (feature `test-util`).
+#[cfg(feature = "test-util")]
 #[derive(Debug, Clone, Default)]
 pub struct RecordingSink {
     /// Every percent applied, in order.
     pub applied: Vec<Percent>,
 }
 
+#[cfg(feature = "test-util")]
 impl RecordingSink {
     /// The last applied percent.
     pub fn current(&self) -> Option<Percent> {
@@ -83,6 +104,7 @@ impl RecordingSink {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl FlagSink for RecordingSink {
     fn apply(&mut self, percent: Percent) -> Result<(), SinkError> {
         self.applied.push(percent);

@@ -12,9 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -188,7 +186,7 @@ fn respond(handle: &MetricsHandle, request: &Request<Incoming>) -> Response<Full
     response
 }
 
-/// A Prometheus recorder that is not installed globally: metrics recorded inside
+/// A test double (feature `test-util`): a Prometheus recorder that is not installed globally: metrics recorded inside
 /// [`scope`](LocalMetrics::scope) on the calling thread go to it alone, so tests stay independent of
 /// each other and of the global recorder.
 ///
@@ -200,17 +198,20 @@ fn respond(handle: &MetricsHandle, request: &Request<Incoming>) -> Response<Full
 /// assert!(metrics.render().contains(r#"upramp_rollout_percent{flag="async_upload"} 10"#));
 /// # Ok::<(), upramp_telemetry::TelemetryError>(())
 /// ```
+#[cfg(feature = "test-util")]
 pub struct LocalMetrics {
-    recorder: PrometheusRecorder,
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
     handle: MetricsHandle,
 }
 
+#[cfg(feature = "test-util")]
 impl fmt::Debug for LocalMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalMetrics").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "test-util")]
 impl LocalMetrics {
     /// A fresh recorder with upramp's buckets and metric descriptions.
     ///

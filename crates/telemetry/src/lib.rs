@@ -12,7 +12,9 @@
 //!   caller-supplied time, read as an immutable [`WindowSnapshot`].
 //! - [`TracingObserver`]: a structured log line per attempt; [`init_tracing`] installs a subscriber
 //!   honouring `RUST_LOG`.
-//! - [`FanOut`] sends each event to several observers; [`RecordingObserver`] is a test double.
+//! - [`FanOut`] sends each event to several observers. With the `test-util` feature, `RecordingObserver`
+//!   (a test double that keeps every event) and `LocalMetrics` (an isolated recorder) serve tests of code
+//!   built on this crate.
 //!
 //! Timestamps come from a [`Clock`] the caller owns: [`SystemClock`] in production,
 //! [`SimulatedClock`] in tests and validation runs.
@@ -64,6 +66,8 @@ mod exporter;
 mod logging;
 mod metrics;
 mod observer;
+#[cfg(feature = "test-util")]
+mod test_util;
 
 pub use crate::aggregate::{
     AggregatorConfig, Footprint, GateAggregator, PathStats, ProviderPathStats, WindowSnapshot,
@@ -71,8 +75,10 @@ pub use crate::aggregate::{
 pub use crate::clock::{Clock, SimulatedClock, SystemClock};
 pub use crate::error::TelemetryError;
 pub use crate::event::{EventKind, Outcome, UploadEvent, UploadPath};
+#[cfg(feature = "test-util")]
+pub use crate::exporter::LocalMetrics;
 pub use crate::exporter::{
-    install, prometheus_builder, sort_exposition, LocalMetrics, MetricsHandle, MetricsServer,
+    install, prometheus_builder, sort_exposition, MetricsHandle, MetricsServer,
     EXPOSITION_CONTENT_TYPE,
 };
 pub use crate::logging::{
@@ -84,4 +90,6 @@ pub use crate::metrics::{
     record_rollout_percent, PrometheusObserver, DEFAULT_PROVIDERS, DURATION_BUCKETS_SECONDS,
 };
 pub use crate::metrics::{record_rollout_apply_failure, record_rollout_apply_state};
-pub use crate::observer::{FanOut, NoopObserver, Observers, RecordingObserver, UploadObserver};
+pub use crate::observer::{FanOut, NoopObserver, Observers, UploadObserver};
+#[cfg(feature = "test-util")]
+pub use crate::test_util::RecordingObserver;
