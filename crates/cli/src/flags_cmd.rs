@@ -293,7 +293,7 @@ fn write_decision(
         let line = json!({
             "key": key,
             "bucket": decision.bucket,
-            "path": decision.path.as_str(),
+            "path": decision.route.as_str(),
             "reason": decision.reason.as_str(),
         });
         serde_json::to_writer(&mut *out, &line)?;
@@ -303,7 +303,7 @@ fn write_decision(
             out,
             "{key}\t{}\t{}",
             decision.bucket,
-            decision.path.as_str()
+            decision.route.as_str()
         )
     }
 }

@@ -6,7 +6,7 @@
 //! - [`Percent`]: a rollout percentage as integer thousandths (`0..=100_000`); no float reaches a decision.
 //! - [`FlagConfig`]: one flag's settings (`enabled`, `rollout`, `fallback`, `salt`, `max_retries`,
 //!   `timeout`, `strategy`). The upload flag is [`ASYNC_UPLOAD`].
-//! - [`bucket`] and [`evaluate`] → [`Decision`] `{ path, reason, bucket }`: which path a key takes and why.
+//! - [`bucket`] and [`evaluate`] → [`RouteDecision`] `{ route, reason, bucket }`: which path a key takes and why.
 //! - [`PreparedFlag`]: a configuration with its salt hashed once, for evaluating many keys (what
 //!   [`FlagStore`] holds). Its hash is a SipHash-1-3 specialised to resume after the salt; `siphasher`
 //!   remains the reference ([`bucket`], [`evaluate`]), and tests check the two agree bit for bit.
@@ -72,14 +72,14 @@
 //! # Example
 //!
 //! ```
-//! use upramp_flags::{EnvSource, FlagSources, FlagStore, DecisionPath, Origin, Percent, Reason};
+//! use upramp_flags::{EnvSource, FlagSources, FlagStore, Route, Origin, Percent, Reason};
 //!
 //! let env = EnvSource::from_map([("ASYNC_UPLOAD_ENABLED", "yes"), ("ASYNC_UPLOAD_ROLLOUT", "10%")]);
 //! let store = FlagStore::from_sources(FlagSources::async_upload(), env)?;
 //! assert_eq!(store.origins().rollout, Origin::Env("ASYNC_UPLOAD_ROLLOUT".into()));
 //!
 //! let decision = store.evaluate("tenant-42");
-//! assert_eq!(decision.path == DecisionPath::Async, decision.bucket < 10_000);
+//! assert_eq!(decision.route == Route::Async, decision.bucket < 10_000);
 //!
 //! store.set_rollout(Percent::HUNDRED);
 //! assert_eq!(store.evaluate("tenant-42").reason, Reason::InRollout);
@@ -104,7 +104,7 @@ mod store;
 pub mod unleash;
 
 pub use bucket::{
-    bucket, evaluate, Decision, DecisionPath, PreparedFlag, Reason, BUCKETS, SEPARATOR, SIPHASH_KEY,
+    bucket, evaluate, PreparedFlag, Reason, Route, RouteDecision, BUCKETS, SEPARATOR, SIPHASH_KEY,
 };
 pub use config::{
     default_env_prefix, parse_bool, ConfigError, EnvSource, FieldOrigins, FlagSources, Origin,

@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::{
-    ConfigError, Decision, EnvSource, FieldOrigins, FlagConfig, FlagSources, Percent, PreparedFlag,
-    ResolvedFlag,
+    ConfigError, EnvSource, FieldOrigins, FlagConfig, FlagSources, Percent, PreparedFlag,
+    ResolvedFlag, RouteDecision,
 };
 
 /// How long the watcher waits for a burst of file events to settle before reloading.
@@ -25,14 +25,14 @@ pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// good snapshot, logs a warning and counts the error in [`reload_errors`](Self::reload_errors).
 ///
 /// ```
-/// use upramp_flags::{DecisionPath, FlagConfig, FlagStore, Percent};
+/// use upramp_flags::{Route, FlagConfig, FlagStore, Percent};
 ///
 /// let mut flag = FlagConfig::new("async_upload");
 /// flag.enabled = true;
 /// let store = FlagStore::new(flag);
-/// assert_eq!(store.evaluate("tenant-7").path, DecisionPath::Sync);
+/// assert_eq!(store.evaluate("tenant-7").route, Route::Sync);
 /// store.set_rollout(Percent::HUNDRED);
-/// assert_eq!(store.evaluate("tenant-7").path, DecisionPath::Async);
+/// assert_eq!(store.evaluate("tenant-7").route, Route::Async);
 /// ```
 #[derive(Debug, Clone)]
 pub struct FlagStore {
@@ -59,7 +59,7 @@ pub struct FlagReader {
 impl FlagReader {
     /// Evaluate `key` against the store's current configuration (lock-free, no allocation).
     #[inline]
-    pub fn evaluate(&mut self, key: &str) -> Decision {
+    pub fn evaluate(&mut self, key: &str) -> RouteDecision {
         self.cache.load().evaluate(key)
     }
 
@@ -133,7 +133,7 @@ impl FlagStore {
 
     /// Evaluate `key` against the current configuration (lock-free, no allocation).
     #[inline]
-    pub fn evaluate(&self, key: &str) -> Decision {
+    pub fn evaluate(&self, key: &str) -> RouteDecision {
         self.inner.current.load().evaluate(key)
     }
 
@@ -142,16 +142,16 @@ impl FlagStore {
     /// evaluation than [`evaluate`](Self::evaluate), which takes a fresh guard on the snapshot each time.
     ///
     /// ```
-    /// use upramp_flags::{DecisionPath, FlagConfig, FlagStore, Percent};
+    /// use upramp_flags::{Route, FlagConfig, FlagStore, Percent};
     ///
     /// let mut flag = FlagConfig::new("async_upload");
     /// flag.enabled = true;
     /// let store = FlagStore::new(flag);
     /// let mut reader = store.reader();
-    /// assert_eq!(reader.evaluate("tenant-7").path, DecisionPath::Sync);
+    /// assert_eq!(reader.evaluate("tenant-7").route, Route::Sync);
     /// store.set_rollout(Percent::HUNDRED);
     /// // The reader sees the change on its next evaluation.
-    /// assert_eq!(reader.evaluate("tenant-7").path, DecisionPath::Async);
+    /// assert_eq!(reader.evaluate("tenant-7").route, Route::Async);
     /// ```
     pub fn reader(&self) -> FlagReader {
         FlagReader {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use upramp_flags::{
-    bucket, evaluate, DecisionPath, FlagConfig, FlagStore, Percent, PreparedFlag, Reason, Strategy,
+    bucket, evaluate, FlagConfig, FlagStore, Percent, PreparedFlag, Reason, Route, Strategy,
     BUCKETS,
 };
 
@@ -19,7 +19,7 @@ fn flag(salt: &str, thousandths: u32, strategy: Strategy) -> FlagConfig {
 }
 
 fn is_async(flag: &FlagConfig, key: &str) -> bool {
-    evaluate(flag, key).path == DecisionPath::Async
+    evaluate(flag, key).route == Route::Async
 }
 
 /// 100,000 distinct keys of 16 to 36 random alphanumeric bytes from a fixed seed.
@@ -88,9 +88,9 @@ proptest! {
     #[test]
     fn zero_lets_nobody_in_and_hundred_everybody(key in "\\PC{0,48}", salt in "[a-z_]{1,16}", strategy in strategies()) {
         let none = evaluate(&flag(&salt, 0, strategy), &key);
-        prop_assert_eq!((none.path, none.reason), (DecisionPath::Sync, Reason::OutOfRollout));
+        prop_assert_eq!((none.route, none.reason), (Route::Sync, Reason::OutOfRollout));
         let all = evaluate(&flag(&salt, 100_000, strategy), &key);
-        prop_assert_eq!((all.path, all.reason), (DecisionPath::Async, Reason::InRollout));
+        prop_assert_eq!((all.route, all.reason), (Route::Async, Reason::InRollout));
     }
 
     #[test]
@@ -98,7 +98,7 @@ proptest! {
         let mut f = flag("async_upload", p, Strategy::SipHash);
         f.enabled = false;
         let decision = evaluate(&f, &key);
-        prop_assert_eq!((decision.path, decision.reason), (DecisionPath::Sync, Reason::Disabled));
+        prop_assert_eq!((decision.route, decision.reason), (Route::Sync, Reason::Disabled));
         prop_assert_eq!(decision.bucket, bucket("async_upload", &key));
     }
 }

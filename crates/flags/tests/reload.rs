@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use upramp_flags::{
-    write_rollout_to_file, ConfigError, DecisionPath, EnvSource, FlagConfig, FlagSources,
-    FlagStore, Origin, Percent,
+    write_rollout_to_file, ConfigError, EnvSource, FlagConfig, FlagSources, FlagStore, Origin,
+    Percent, Route,
 };
 
 /// Generous: only reached when the watcher is broken.
@@ -87,7 +87,7 @@ fn set_rollout_is_an_override_that_survives_reloads() {
     let store = store_for(&path, EnvSource::empty());
     let clone = store.clone();
     clone.set_rollout(Percent::HUNDRED);
-    assert_eq!(store.evaluate("any key").path, DecisionPath::Async);
+    assert_eq!(store.evaluate("any key").route, Route::Async);
     assert_eq!(store.origins().rollout, Origin::Override);
 
     std::fs::write(
@@ -108,7 +108,7 @@ fn replace_swaps_the_whole_config() {
     config.salt = "new-salt".into();
     store.replace(config.clone());
     assert_eq!(*store.snapshot(), config);
-    assert_eq!(store.evaluate("k").path, DecisionPath::Async);
+    assert_eq!(store.evaluate("k").route, Route::Async);
     assert!(matches!(
         store.reload_now(),
         Err(ConfigError::NoFile { .. })

@@ -37,6 +37,12 @@ impl UploadPath {
         }
     }
 
+    /// Whether a request whose leg took this path was routed to the async path by the flag (a
+    /// fallback leg's request was).
+    pub const fn routed_async(self) -> bool {
+        !matches!(self, UploadPath::Sync)
+    }
+
     pub(crate) const fn index(self) -> usize {
         match self {
             UploadPath::Async => 0,

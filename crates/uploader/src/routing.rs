@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use upramp_flags::{DecisionPath, FlagConfig};
+use upramp_flags::{FlagConfig, Route};
 use upramp_telemetry::{record_flag_evaluation, UploadPath};
 
 use crate::receipt::Routing;
@@ -36,13 +36,13 @@ pub(crate) fn route(
         None => derived_routing_key(&request.path, size),
     };
     let decision = upramp_flags::evaluate(flag, &key);
-    record_flag_evaluation(&flag.name, decision.path.as_str());
-    let path = match decision.path {
-        DecisionPath::Async => UploadPath::Async,
-        DecisionPath::Sync => UploadPath::Sync,
+    record_flag_evaluation(&flag.name, decision.route.as_str());
+    let path = match decision.route {
+        Route::Async => UploadPath::Async,
+        Route::Sync => UploadPath::Sync,
     };
     let routing = Routing {
-        decided: decision.path.as_str(),
+        decided: decision.route.as_str(),
         reason: decision.reason.as_str(),
         bucket: Some(decision.bucket),
         key_derived,

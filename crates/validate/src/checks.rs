@@ -244,7 +244,7 @@ pub fn every_request_succeeded(records: &[RequestRecord], min_fallbacks: usize) 
             matches!(
                 r.result,
                 RequestResult::Receipt {
-                    path: crate::observe::TakenPath::SyncFallback,
+                    path: crate::observe::UploadPath::SyncFallback,
                     ..
                 }
             )
@@ -501,9 +501,9 @@ pub fn held_for_min_samples(decisions: &[DecisionRecord], min_samples: u64) -> C
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::observe::{GateRecord, TakenPath};
+    use crate::observe::{GateRecord, UploadPath};
 
-    fn receipt(provider: Provider, key: &str, id: &str, path: TakenPath) -> RequestRecord {
+    fn receipt(provider: Provider, key: &str, id: &str, path: UploadPath) -> RequestRecord {
         RequestRecord {
             provider,
             routing_key: key.to_owned(),
@@ -533,9 +533,9 @@ mod tests {
         (0..total)
             .map(|i| {
                 let path = if i < async_count {
-                    TakenPath::Async
+                    UploadPath::Async
                 } else {
-                    TakenPath::Sync
+                    UploadPath::Sync
                 };
                 receipt(Provider::Kimi, &format!("k{i}"), &format!("f{i}"), path)
             })
@@ -592,11 +592,11 @@ mod tests {
     #[test]
     fn a_key_that_left_the_cohort_fails_stickiness() {
         let earlier: BTreeSet<String> = ["k1".to_owned(), "k2".to_owned()].into();
-        let stayed = vec![receipt(Provider::Glm, "k1", "f1", TakenPath::Async)];
+        let stayed = vec![receipt(Provider::Glm, "k1", "f1", UploadPath::Async)];
         assert!(stickiness(&earlier, &stayed).passed);
         let left = vec![
-            receipt(Provider::Glm, "k1", "f1", TakenPath::Async),
-            receipt(Provider::Glm, "k2", "f2", TakenPath::Sync),
+            receipt(Provider::Glm, "k1", "f1", UploadPath::Async),
+            receipt(Provider::Glm, "k2", "f2", UploadPath::Sync),
         ];
         let check = stickiness(&earlier, &left);
         assert!(!check.passed, "{check:?}");
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn stickiness_without_revisits_fails() {
         let earlier: BTreeSet<String> = ["k1".to_owned()].into();
-        let unrelated = vec![receipt(Provider::Glm, "k9", "f9", TakenPath::Async)];
+        let unrelated = vec![receipt(Provider::Glm, "k9", "f9", UploadPath::Async)];
         assert!(!stickiness(&earlier, &unrelated).passed);
         assert!(stickiness(&BTreeSet::new(), &unrelated).passed);
     }
@@ -614,8 +614,8 @@ mod tests {
     #[test]
     fn a_lost_request_fails() {
         let records = vec![
-            receipt(Provider::Kimi, "k1", "f1", TakenPath::Async),
-            receipt(Provider::Kimi, "k2", "f2", TakenPath::Sync),
+            receipt(Provider::Kimi, "k1", "f1", UploadPath::Async),
+            receipt(Provider::Kimi, "k2", "f2", UploadPath::Sync),
         ];
         let all = vec![stored(Provider::Kimi, "f1"), stored(Provider::Kimi, "f2")];
         assert!(no_lost_requests(&records, &all).passed);
@@ -626,13 +626,13 @@ mod tests {
 
     #[test]
     fn a_file_on_the_wrong_provider_is_lost() {
-        let records = vec![receipt(Provider::Kimi, "k1", "f1", TakenPath::Async)];
+        let records = vec![receipt(Provider::Kimi, "k1", "f1", UploadPath::Async)];
         assert!(!no_lost_requests(&records, &[stored(Provider::Glm, "f1")]).passed);
     }
 
     #[test]
     fn a_wrong_sha_fails() {
-        let records = vec![receipt(Provider::Kimi, "k1", "f1", TakenPath::Async)];
+        let records = vec![receipt(Provider::Kimi, "k1", "f1", UploadPath::Async)];
         let mut corrupt = stored(Provider::Kimi, "f1");
         corrupt.sha256 = "bb".repeat(32);
         assert!(!no_lost_requests(&records, &[corrupt]).passed);
@@ -646,7 +646,7 @@ mod tests {
 
     #[test]
     fn a_wrong_size_fails() {
-        let records = vec![receipt(Provider::Kimi, "k1", "f1", TakenPath::Async)];
+        let records = vec![receipt(Provider::Kimi, "k1", "f1", UploadPath::Async)];
         let mut short = stored(Provider::Kimi, "f1");
         short.bytes = 9;
         assert!(!no_lost_requests(&records, &[short]).passed);
@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_recorded_error_is_not_lost() {
-        let mut records = vec![receipt(Provider::Kimi, "k1", "f1", TakenPath::Async)];
+        let mut records = vec![receipt(Provider::Kimi, "k1", "f1", UploadPath::Async)];
         records[0].result = RequestResult::Error {
             message: "503".to_owned(),
         };
@@ -663,7 +663,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_orphans_fail() {
-        let records = vec![receipt(Provider::Kimi, "k1", "f1", TakenPath::Async)];
+        let records = vec![receipt(Provider::Kimi, "k1", "f1", UploadPath::Async)];
         assert!(no_duplicates(&records, &[stored(Provider::Kimi, "f1")]).passed);
         let orphan = [stored(Provider::Kimi, "f1"), stored(Provider::Kimi, "f2")];
         assert!(!no_duplicates(&records, &orphan).passed);
@@ -674,8 +674,8 @@ mod tests {
     #[test]
     fn an_error_fails_every_request_succeeded() {
         let mut records = vec![
-            receipt(Provider::Kimi, "k1", "f1", TakenPath::SyncFallback),
-            receipt(Provider::Kimi, "k2", "f2", TakenPath::Async),
+            receipt(Provider::Kimi, "k1", "f1", UploadPath::SyncFallback),
+            receipt(Provider::Kimi, "k2", "f2", UploadPath::Async),
         ];
         assert!(every_request_succeeded(&records, 1).passed);
         assert!(!every_request_succeeded(&records, 2).passed);

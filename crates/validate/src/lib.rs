@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use upramp_validate::checks;
-//! use upramp_validate::observe::{Provider, RequestRecord, RequestResult, TakenPath};
+//! use upramp_validate::observe::{Provider, RequestRecord, RequestResult, UploadPath};
 //!
 //! let record = RequestRecord {
 //!     provider: Provider::Kimi,

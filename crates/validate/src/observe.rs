@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use upramp_telemetry::UploadPath;
 
 use crate::stats::Interval;
 
@@ -36,37 +37,6 @@ impl fmt::Display for Provider {
     }
 }
 
-/// The path a request's successful leg took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TakenPath {
-    /// Streamed on the async path.
-    Async,
-    /// Buffered on the legacy sync path.
-    Sync,
-    /// Routed async, failed there, and re-sent on the sync path.
-    SyncFallback,
-}
-
-impl TakenPath {
-    /// All paths, in report order.
-    pub const ALL: [TakenPath; 3] = [TakenPath::Async, TakenPath::Sync, TakenPath::SyncFallback];
-
-    /// Stable snake-case name, the same as the metrics label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TakenPath::Async => "async",
-            TakenPath::Sync => "sync",
-            TakenPath::SyncFallback => "sync_fallback",
-        }
-    }
-
-    /// Whether a request that ended on this path was routed to the async path by the flag.
-    pub fn routed_async(self) -> bool {
-        !matches!(self, TakenPath::Sync)
-    }
-}
-
 /// How one upload request ended, as the caller saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -76,7 +46,7 @@ pub enum RequestResult {
         /// The provider's file id.
         file_id: String,
         /// The path the successful leg took.
-        path: TakenPath,
+        path: UploadPath,
         /// SHA-256 (hex) the uploader computed over the bytes it sent.
         sha256: String,
         /// Bytes sent.
@@ -143,7 +113,7 @@ pub struct LegRecord {
     /// Simulated hours since the start of the run (or scenario) when the leg ended.
     pub at_hours: f64,
     /// Which path the leg ran on.
-    pub path: TakenPath,
+    pub path: UploadPath,
     /// Whether the leg succeeded.
     pub success: bool,
     /// Wall-clock duration of the leg in milliseconds.

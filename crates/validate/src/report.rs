@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Check;
-use crate::observe::TakenPath;
+use crate::observe::UploadPath;
 use crate::stats::Interval;
 use crate::timeline::TimelinePanel;
 
@@ -90,7 +90,7 @@ pub struct PlanStageSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PathReport {
     /// The path.
-    pub path: TakenPath,
+    pub path: UploadPath,
     /// Request legs on the path.
     pub legs: u64,
     /// Legs that succeeded.
@@ -171,7 +171,7 @@ fn pct(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0))
 }
 
-fn path_report(stage: &StageReport, path: TakenPath) -> Option<&PathReport> {
+fn path_report(stage: &StageReport, path: UploadPath) -> Option<&PathReport> {
     stage.paths.iter().find(|p| p.path == path && p.legs > 0)
 }
 
@@ -228,8 +228,8 @@ pub fn markdown(report: &Report) -> String {
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for s in &report.stages {
-            let a = path_report(s, TakenPath::Async);
-            let y = path_report(s, TakenPath::Sync);
+            let a = path_report(s, UploadPath::Async);
+            let y = path_report(s, UploadPath::Sync);
             let _ = writeln!(
                 out,
                 "| {} | {}% | {:.2} | {} | {:.3}% ({:.3}–{:.3}%) | {:.3}–{:.3}% | {} | {}/{} | {} | {}/{} | {} | {} | {} | {} |",
@@ -339,8 +339,8 @@ pub fn summary_table(report: &Report) -> String {
         .map(str::to_owned)
         .to_vec()];
         for s in &report.stages {
-            let a = path_report(s, TakenPath::Async);
-            let y = path_report(s, TakenPath::Sync);
+            let a = path_report(s, UploadPath::Async);
+            let y = path_report(s, UploadPath::Sync);
             rows.push(vec![
                 s.index.to_string(),
                 format!("{}%", s.target_percent),
@@ -420,7 +420,7 @@ mod tests {
         };
         let paths = vec![
             PathReport {
-                path: TakenPath::Async,
+                path: UploadPath::Async,
                 legs: 210,
                 successes: 209,
                 success_rate: Some(209.0 / 210.0),
@@ -428,7 +428,7 @@ mod tests {
                 p99_ms: Some(9.75),
             },
             PathReport {
-                path: TakenPath::Sync,
+                path: UploadPath::Sync,
                 legs: 1_790,
                 successes: 1_790,
                 success_rate: Some(1.0),

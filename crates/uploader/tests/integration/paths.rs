@@ -151,7 +151,7 @@ async fn a_hundred_concurrent_uploads_split_by_the_flag() {
             .parse()
             .unwrap();
         let decision = flags.evaluate(&format!("tenant-{index}"));
-        assert_eq!(receipt.routing.decided, decision.path.as_str());
+        assert_eq!(receipt.routing.decided, decision.route.as_str());
         assert_eq!(receipt.routing.bucket, Some(decision.bucket));
     }
 }
@@ -179,5 +179,5 @@ async fn a_request_without_a_key_routes_by_the_derived_key() {
     let decision = rig.uploader.flags().evaluate(&key);
     assert!(receipt.routing.key_derived);
     assert_eq!(receipt.routing.bucket, Some(decision.bucket));
-    assert_eq!(receipt.routing.decided, decision.path.as_str());
+    assert_eq!(receipt.routing.decided, decision.route.as_str());
 }

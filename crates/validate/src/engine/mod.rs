@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::observe::{DecisionKind, DecisionRecord, LegRecord, TakenPath};
+use crate::observe::{DecisionKind, DecisionRecord, LegRecord, UploadPath};
 use crate::report::{PathReport, PlanStageSummary, Report, RunSummary};
 use crate::stats::quantile;
 use crate::timeline::{Marker, Span, TimelinePanel, TimelinePoint};
@@ -375,7 +375,7 @@ fn batches(parts: &[Part]) -> Vec<Vec<(usize, Part)>> {
 
 /// Per-path numbers over the legs whose time lies in `[from, to)` hours.
 pub(crate) fn path_reports(legs: &[LegRecord], from: f64, to: f64) -> Vec<PathReport> {
-    TakenPath::ALL
+    UploadPath::ALL
         .into_iter()
         .map(|path| {
             let mut durations: Vec<f64> = Vec::new();
@@ -411,14 +411,14 @@ pub(crate) fn panel(
     decisions: &[DecisionRecord],
     spans: Vec<Span>,
 ) -> TimelinePanel {
-    let mut buckets: BTreeMap<(i64, TakenPath), (u64, u64)> = BTreeMap::new();
+    let mut buckets: BTreeMap<(i64, UploadPath), (u64, u64)> = BTreeMap::new();
     for leg in legs {
         let bucket = (leg.at_hours / tick_hours).floor() as i64;
         let entry = buckets.entry((bucket, leg.path)).or_default();
         entry.0 += 1;
         entry.1 += u64::from(leg.success);
     }
-    let rate = |bucket: i64, path: TakenPath| {
+    let rate = |bucket: i64, path: UploadPath| {
         buckets
             .get(&(bucket, path))
             .filter(|(n, _)| *n > 0)
@@ -431,9 +431,9 @@ pub(crate) fn panel(
             TimelinePoint {
                 at_hours: *end,
                 percent: *percent,
-                async_success: rate(bucket, TakenPath::Async),
-                sync_success: rate(bucket, TakenPath::Sync),
-                fallback_success: rate(bucket, TakenPath::SyncFallback),
+                async_success: rate(bucket, UploadPath::Async),
+                sync_success: rate(bucket, UploadPath::Sync),
+                fallback_success: rate(bucket, UploadPath::SyncFallback),
             }
         })
         .collect();

@@ -8,7 +8,7 @@ use super::profile::Profile;
 use super::world::{Corpus, World};
 use super::{panel, path_reports, Part, PartOutcome, Progress, ProgressEvent, ValidateError};
 use crate::checks::{self, async_keys};
-use crate::observe::{DecisionKind, DecisionRecord, RequestRecord, TakenPath};
+use crate::observe::{DecisionKind, DecisionRecord, RequestRecord, UploadPath};
 use crate::report::StageReport;
 use crate::stats::{share_band, wilson, REPORT_Z, SHARE_Z};
 
@@ -167,7 +167,7 @@ fn stage_report(
                 matches!(
                     r.result,
                     crate::observe::RequestResult::Receipt {
-                        path: TakenPath::SyncFallback,
+                        path: UploadPath::SyncFallback,
                         ..
                     }
                 )

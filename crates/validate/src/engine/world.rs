@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use upramp_flags::{DecisionPath, FlagConfig, FlagStore, Percent, ASYNC_UPLOAD};
+use upramp_flags::{FlagConfig, FlagStore, Percent, Route, ASYNC_UPLOAD};
 use upramp_harness::corpus::{self, FileKind};
 use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
 use upramp_providers::{ApiKey, ProviderClient, ProviderKind};
@@ -17,7 +17,7 @@ use upramp_rollout::{
 };
 use upramp_telemetry::{
     AggregatorConfig, Clock, EventKind, FanOut, GateAggregator, PrometheusObserver, SimulatedClock,
-    UploadEvent, UploadObserver, UploadPath,
+    UploadEvent, UploadObserver,
 };
 use upramp_uploader::{UploadRequest, Uploader};
 
@@ -25,7 +25,7 @@ use super::profile::Profile;
 use super::ValidateError;
 use crate::observe::{
     AuditRollback, ControllerPosition, DecisionKind, DecisionRecord, GateRecord, LegRecord,
-    Provider, RequestRecord, RequestResult, StoredRecord, TakenPath, Verdict,
+    Provider, RequestRecord, RequestResult, StoredRecord, Verdict,
 };
 use crate::stats::Interval;
 
@@ -157,14 +157,6 @@ impl LegRecorder {
     }
 }
 
-fn taken(path: UploadPath) -> TakenPath {
-    match path {
-        UploadPath::Async => TakenPath::Async,
-        UploadPath::Sync => TakenPath::Sync,
-        UploadPath::SyncFallback => TakenPath::SyncFallback,
-    }
-}
-
 impl UploadObserver for LegRecorder {
     fn on_event(&self, event: &UploadEvent) {
         if event.kind != EventKind::Request {
@@ -176,7 +168,7 @@ impl UploadObserver for LegRecorder {
             .map_or(0.0, |d| d.as_secs_f64() / 3600.0);
         let leg = LegRecord {
             at_hours,
-            path: taken(event.path),
+            path: event.path,
             success: event.outcome.is_success(),
             duration_ms: event.duration.as_secs_f64() * 1000.0,
         };
@@ -473,7 +465,7 @@ impl World {
                         &corpus.small[job.file]
                     };
                     // The driver's own evaluation of the same key, to check the uploader routed by it.
-                    let decided_async = flags.evaluate(&job.key).path == DecisionPath::Async;
+                    let decided_async = flags.evaluate(&job.key).route == Route::Async;
                     // The file's own name: many requests share it (and the twins share it with a
                     // different file of the same size), so adoption after an ambiguous failure
                     // must tell requests apart by itself.
@@ -483,7 +475,7 @@ impl World {
                         Some(uploader) => match uploader.upload(request).await {
                             Ok(receipt) => RequestResult::Receipt {
                                 file_id: receipt.file.id.clone(),
-                                path: taken(receipt.path),
+                                path: receipt.path,
                                 sha256: receipt.sha256.clone(),
                                 bytes: receipt.bytes,
                                 attempts: receipt.attempts,
