@@ -7,17 +7,13 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use ureq::RequestExt;
 
-use crate::client::{ClientConfig, Shared};
+use crate::config::ClientConfig;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
 use crate::kind::{ClientPath, ProviderKind};
 use crate::model::{
@@ -27,75 +23,11 @@ use crate::model::{
 use crate::multipart::MultipartLayout;
 use crate::provider::BlockingFileProvider;
 use crate::request::{Endpoint, RequestOptions};
+use crate::transport::Shared;
 
 /// Largest response body read: far above any file object, list page or `/content` answer, so a
 /// misbehaving server cannot make a sync call hold unbounded memory.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Idle connections kept per host: enough for a fleet of sync threads sharing one client.
-const IDLE_CONNECTIONS_PER_HOST: usize = 64;
-
-/// Idle connections kept in all.
-const IDLE_CONNECTIONS: usize = 256;
-
-/// The blocking HTTP agent (connection pool) shared by clones of one client.
-pub(crate) struct BlockingAgent {
-    agent: ureq::Agent,
-}
-
-impl BlockingAgent {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(connect_timeout))
-            // Every status is an answer to classify per the contract, not a transport error.
-            .http_status_as_error(false)
-            // A file API never redirects an upload; a redirect is an answer to report, not to follow.
-            .max_redirects(0)
-            // ureq keeps 3 idle connections per host by default: a legacy fleet of a dozen blocking
-            // threads then opened a new connection for one request in six. Keep one per thread, as
-            // the async client (which bounds nothing) does.
-            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
-            .max_idle_connections(IDLE_CONNECTIONS)
-            .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), LiteralFirstResolver);
-        BlockingAgent { agent }
-    }
-}
-
-/// Resolves an IP-literal host (a loopback stand-in, an address from service discovery) in place and
-/// anything else with `ureq`'s default resolver. The default resolves on a new thread whenever a
-/// timeout applies (every call here has one), which for a literal is a thread per request for nothing.
-#[derive(Debug)]
-struct LiteralFirstResolver;
-
-impl Resolver for LiteralFirstResolver {
-    fn resolve(
-        &self,
-        uri: &http::Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let literal = uri.host().and_then(|host| {
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .ok()
-        });
-        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        match (literal, port) {
-            (Some(ip), Some(port)) => {
-                let mut addrs = self.empty();
-                addrs.push(SocketAddr::new(ip, port));
-                Ok(addrs)
-            }
-            _ => DefaultResolver::default().resolve(uri, config, timeout),
-        }
-    }
-}
 
 /// The whole multipart body in one buffer, framed around the file's bytes in place when the caller
 /// handed over the only reference to them (no second copy of the file), copied otherwise.

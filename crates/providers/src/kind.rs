@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Which provider's file API a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

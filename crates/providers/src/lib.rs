@@ -65,6 +65,8 @@
 
 mod blocking;
 mod client;
+mod config;
+mod config_error;
 mod error;
 mod key;
 mod kind;
@@ -73,9 +75,11 @@ mod model;
 mod multipart;
 mod provider;
 mod request;
+mod transport;
 
 pub use blocking::BlockingProviderClient;
-pub use client::{ClientConfig, ProviderClient, DEFAULT_CONNECT_TIMEOUT};
+pub use client::ProviderClient;
+pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{parse_error, parse_retry_after, ConfigError, ErrorKind, ProviderError};
 pub use key::ApiKey;
 pub use kind::{ClientPath, ProviderKind, Region};
