@@ -10,10 +10,10 @@ use upramp_providers::{ClientPath, RequestOptions, UploadBody};
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
+use crate::handle::Uploader;
 use crate::leg::{Job, Sent};
 use crate::source::{HashingFileStream, Progress, ReadFailure};
 use crate::timeouts::Timeouts;
-use crate::uploader::Uploader;
 
 impl Uploader {
     /// One streaming attempt; `progress` is shared with the caller, which reads how much of the

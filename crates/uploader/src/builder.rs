@@ -11,9 +11,9 @@ use upramp_telemetry::{Clock, NoopObserver, SystemClock, UploadObserver};
 
 use crate::dedupe::ClaimedIds;
 use crate::events::Events;
+use crate::handle::{Inner, Uploader};
 use crate::retry::RetryPolicy;
 use crate::timeouts::Timeouts;
-use crate::uploader::{Inner, Uploader};
 
 /// Smallest and largest accepted chunk size of the async path.
 pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=256 * 1024;

@@ -115,6 +115,7 @@ mod dedupe;
 mod error;
 mod events;
 mod failure;
+mod handle;
 mod leg;
 mod receipt;
 mod request;
@@ -128,9 +129,9 @@ mod uploader;
 
 pub use builder::{BuildError, UploaderBuilder, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_SIZE};
 pub use error::{TimeoutKind, UnknownCause, UploadError};
+pub use handle::Uploader;
 pub use receipt::{Receipt, Routing};
 pub use request::{ForcedPath, UploadRequest};
 pub use retry::RetryPolicy;
 pub use routing::derived_routing_key;
 pub use timeouts::Timeouts;
-pub use uploader::Uploader;

@@ -10,10 +10,10 @@ use upramp_telemetry::UploadPath;
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
+use crate::handle::Uploader;
 use crate::leg::{Job, Sent, Slot};
 use crate::source::read_whole;
 use crate::timeouts::BLOCKING_GRACE;
-use crate::uploader::Uploader;
 
 impl Uploader {
     /// One blocking attempt. `slot` is the leg's sync slot: the thread keeps a share of it, so the

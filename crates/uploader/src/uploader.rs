@@ -1,80 +1,23 @@
-//! The uploader handle and one request's flow: pre-flight, routing, the first leg, the fallback
+//! One request's flow: pre-flight, routing, the first leg, the fallback
 //! leg, and the receipt or error.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use rand::rngs::StdRng;
-use tokio::sync::Semaphore;
-use upramp_flags::FlagStore;
-use upramp_providers::{BlockingFileProvider, ErrorKind, FileProvider, UploadMeta};
-use upramp_telemetry::{Clock, Outcome, UploadPath};
+use upramp_providers::{ErrorKind, UploadMeta};
+use upramp_telemetry::{Outcome, UploadPath};
 
-use crate::dedupe::ClaimedIds;
 use crate::error::UploadError;
-use crate::events::{Events, LegEvent};
+use crate::events::LegEvent;
+use crate::handle::Uploader;
 use crate::leg::{Job, Progression};
 use crate::receipt::Receipt;
 use crate::request::{ForcedPath, UploadRequest};
-use crate::retry::RetryPolicy;
 use crate::routing::route;
 use crate::source::preflight;
 use crate::stored_name::{marked, new_marker};
-use crate::timeouts::Timeouts;
-
-/// Uploads files to one provider on the flag-chosen path. Cheap to clone (one `Arc`); clones
-/// share the concurrency limits, the jitter RNG and the adoption bookkeeping.
-#[derive(Clone)]
-pub struct Uploader {
-    pub(crate) inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Uploader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Uploader")
-            .field("provider", &self.inner.provider_label)
-            .field("concurrency", &self.inner.concurrency)
-            .field("chunk_size", &self.inner.chunk_size)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What every request of an uploader shares.
-pub(crate) struct Inner {
-    pub(crate) provider: Arc<dyn FileProvider>,
-    pub(crate) blocking: Arc<dyn BlockingFileProvider>,
-    pub(crate) provider_label: &'static str,
-    pub(crate) flags: FlagStore,
-    pub(crate) events: Events,
-    pub(crate) provider_clock: Arc<dyn Clock>,
-    pub(crate) async_permits: Arc<Semaphore>,
-    pub(crate) sync_permits: Arc<Semaphore>,
-    pub(crate) concurrency: usize,
-    pub(crate) chunk_size: usize,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) timeouts: Timeouts,
-    pub(crate) rng: Mutex<StdRng>,
-    pub(crate) claimed: ClaimedIds,
-    pub(crate) unique_stored_names: bool,
-}
 
 impl Uploader {
-    /// The provider label used in events (`kimi`, `glm`, `openai`).
-    pub fn provider(&self) -> &'static str {
-        self.inner.provider_label
-    }
-
-    /// The flag store routing this uploader.
-    pub fn flags(&self) -> &FlagStore {
-        &self.inner.flags
-    }
-
-    /// The async in-flight limit.
-    pub fn concurrency(&self) -> usize {
-        self.inner.concurrency
-    }
-
     /// Upload one file on the path the flag chooses for its routing key, retrying and falling
     /// back as the flag allows. Returns a receipt, or an error; never both, never neither.
     ///
