@@ -155,21 +155,10 @@ impl Rig {
     }
 }
 
-/// SHA-256 of a file on disk, read in chunks.
+/// SHA-256 of a file on disk (the harness's one hasher, so tests and stand-ins agree by construction).
 pub fn sha256_file(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = file.read(&mut buffer).unwrap();
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    hex::encode(hasher.finalize())
+    upramp_harness::corpus::sha256_file(path)
+        .unwrap_or_else(|e| panic!("hashing {}: {e}", path.display()))
 }
 
 /// Write `count` files all named `name`, each in its own folder under `dir`, all `size` bytes,
