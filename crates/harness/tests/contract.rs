@@ -445,6 +445,42 @@ async fn content_keeps_the_configured_head_of_each_file() {
 }
 
 #[tokio::test]
+async fn a_configured_size_cap_replaces_every_documented_limit() {
+    // GLM's code-interpreter limit is 20 MB; a cap of 1,000 bytes replaces it (and batch's 100 MB), on
+    // the streamed count and on the declared length alike.
+    for flavor in [Flavor::Kimi, Flavor::Glm] {
+        let purpose = if flavor == Flavor::Kimi {
+            "file-extract"
+        } else {
+            "code-interpreter"
+        };
+        let stand_in = StandIn::start(StandInConfig::new(flavor).with_max_file_bytes(1_000))
+            .await
+            .unwrap();
+        let (fits, _) =
+            status_and_json(upload(&stand_in, "fits.txt", purpose, vec![b'x'; 1_000]).await).await;
+        assert_eq!(fits, 200, "{flavor:?}");
+        let (over, body) =
+            status_and_json(upload(&stand_in, "over.txt", purpose, vec![b'x'; 1_001]).await).await;
+        assert_ne!(over, 200, "{flavor:?}: {body}");
+        assert!(
+            body.to_string().contains("1000 bytes"),
+            "{flavor:?}: {body}"
+        );
+        let (declared_over, _) =
+            status_and_json(upload(&stand_in, "far-over.txt", purpose, vec![b'x'; 200_000]).await)
+                .await;
+        assert_ne!(declared_over, 200, "{flavor:?}");
+        assert_eq!(
+            stand_in.stored_files().len(),
+            1,
+            "{flavor:?}: only the file that fits is stored"
+        );
+        stand_in.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn stored_files_since_returns_each_file_once_across_deletes() {
     let stand_in = start(Flavor::Glm).await;
     for index in 0..3 {

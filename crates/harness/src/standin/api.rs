@@ -218,23 +218,40 @@ fn closing(mut reply: Reply) -> Reply {
     reply
 }
 
+/// A limit as the providers word it (`100MB`), or in bytes when it is not a whole number of MiB (a
+/// configured cap).
+fn size_text(limit: u64) -> String {
+    if limit % MIB == 0 {
+        format!("{}MB", limit / MIB)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
 fn too_large(flavor: Flavor, purpose: Option<&str>, limit: u64, bytes: Option<u64>) -> Reply {
     let seen = bytes.map_or_else(String::new, |bytes| format!(" (got {bytes} bytes)"));
     match flavor {
-        Flavor::Kimi => bad_request(flavor, "", "File size is too large, max file size is 100MB"),
+        Flavor::Kimi => bad_request(
+            flavor,
+            "",
+            &format!(
+                "File size is too large, max file size is {}",
+                size_text(limit)
+            ),
+        ),
         Flavor::Glm if limit >= MAX_FILE_BYTES => error(
             flavor,
             StatusCode::from_u16(435).unwrap_or(StatusCode::PAYLOAD_TOO_LARGE),
             "",
             "1210",
-            &format!("File size exceeds the 100MB limit{seen}"),
+            &format!("File size exceeds the {} limit{seen}", size_text(limit)),
         ),
         Flavor::Glm => bad_request(
             flavor,
             "1210",
             &format!(
-                "File size exceeds the {}MB limit for purpose {}{seen}",
-                limit / MIB,
+                "File size exceeds the {} limit for purpose {}{seen}",
+                size_text(limit),
                 purpose.unwrap_or("?")
             ),
         ),
@@ -377,9 +394,10 @@ async fn receive_upload(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_FILE_BYTES + MULTIPART_SLACK) {
+    let largest = shared.max_file_bytes.unwrap_or(MAX_FILE_BYTES);
+    if declared.is_some_and(|length| length > largest.saturating_add(MULTIPART_SLACK)) {
         // Refuse before reading a byte: the body is certainly over the limit.
-        return Outcome::Respond(closing(too_large(flavor, None, MAX_FILE_BYTES, None)));
+        return Outcome::Respond(closing(too_large(flavor, None, largest, None)));
     }
     let boundary = parts
         .headers
@@ -445,7 +463,9 @@ async fn receive_upload(
                     .and_then(|purpose| {
                         purpose_limit(flavor, purpose, filename.as_deref().unwrap_or(""))
                     })
-                    .unwrap_or(MAX_FILE_BYTES);
+                    .map_or(largest, |documented| {
+                        shared.max_file_bytes.unwrap_or(documented)
+                    });
                 let mut file = Received {
                     filename,
                     bytes: 0,

@@ -39,6 +39,9 @@ pub struct StandInConfig {
     pub max_files: usize,
     /// Bytes of each stored file kept for `/content` ([`DEFAULT_CONTENT_BYTES`] by default).
     pub content_bytes: usize,
+    /// A size cap that replaces every purpose's documented limit (`None`, the default, keeps the
+    /// contract's limits).
+    pub max_file_bytes: Option<u64>,
 }
 
 /// Bytes of each stored file kept for `/content` unless [`StandInConfig::with_content_bytes`] says
@@ -57,6 +60,7 @@ impl StandInConfig {
             seed: 0,
             max_files: 1_000,
             content_bytes: DEFAULT_CONTENT_BYTES,
+            max_file_bytes: None,
         }
     }
 
@@ -96,6 +100,14 @@ impl StandInConfig {
         self.content_bytes = bytes;
         self
     }
+
+    /// Accept files up to `bytes` for every purpose the provider knows, instead of the contract's
+    /// per-purpose limits: a benchmark that streams a file larger than any provider accepts measures
+    /// the client against this receiver (same parsing, hashing and answers) rather than a second one.
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = Some(bytes);
+        self
+    }
 }
 
 impl fmt::Debug for StandInConfig {
@@ -108,6 +120,7 @@ impl fmt::Debug for StandInConfig {
             .field("seed", &self.seed)
             .field("max_files", &self.max_files)
             .field("content_bytes", &self.content_bytes)
+            .field("max_file_bytes", &self.max_file_bytes)
             .finish()
     }
 }
@@ -312,6 +325,7 @@ struct Shared {
     api_key: String,
     max_files: usize,
     content_bytes: usize,
+    max_file_bytes: Option<u64>,
     faults: Mutex<FaultPlan>,
     fault_rng: Mutex<ChaCha8Rng>,
     store: Mutex<Store>,
@@ -326,6 +340,7 @@ impl Shared {
             api_key: config.api_key.clone(),
             max_files: config.max_files,
             content_bytes: config.content_bytes,
+            max_file_bytes: config.max_file_bytes,
             faults: Mutex::new(config.faults.clone()),
             fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             store: Mutex::new(Store {
