@@ -15,7 +15,7 @@ use ureq::RequestExt;
 
 use crate::config::ClientConfig;
 use crate::error::{ConfigError, ErrorKind, ProviderError};
-use crate::kind::{ClientPath, ProviderKind};
+use crate::kind::{ProviderKind, Transport};
 use crate::model::{
     parse_deleted, parse_file_list, parse_file_object, Deleted, FileList, FileObject, ListQuery,
     UploadMeta,
@@ -101,7 +101,7 @@ impl BlockingProviderClient {
         body: &[u8],
     ) -> Result<(u16, HeaderMap, Bytes), ProviderError> {
         let upload = matches!(endpoint, Endpoint::Upload);
-        let path = options.path.unwrap_or(ClientPath::Sync);
+        let path = Transport::Blocking;
         let mut request = http::Request::builder()
             .method(endpoint.method())
             .uri(endpoint.url(&self.shared.base_url));

@@ -16,7 +16,7 @@ use crate::blocking::BlockingProviderClient;
 use crate::config::ClientConfig;
 use crate::error::{ConfigError, ProviderError};
 use crate::key::ApiKey;
-use crate::kind::{ClientPath, ProviderKind, Region};
+use crate::kind::{ProviderKind, Region, Transport};
 use crate::model::{
     parse_deleted, parse_file_list, parse_file_object, Deleted, FileList, FileObject, ListQuery,
     UploadBody, UploadMeta,
@@ -179,7 +179,7 @@ impl ProviderClient {
     }
 
     fn builder(&self, endpoint: Endpoint<'_>, options: &RequestOptions) -> reqwest::RequestBuilder {
-        let path = options.path.unwrap_or(ClientPath::Async);
+        let path = Transport::Async;
         let mut builder = self
             .shared
             .http

@@ -94,32 +94,34 @@ impl FromStr for Region {
     }
 }
 
-/// Which upload path a request belongs to; it is named in the `User-Agent` so operators can tell
-/// the paths apart in the provider's (or the stand-in's) logs.
+/// Which transport sends a request: the async client (the streaming path) or the blocking one (the
+/// legacy path, and every fallback leg). Each names itself in the `User-Agent` as the path operators
+/// know it (`async` or `sync`), so the paths can be told apart in the provider's (or a stand-in's)
+/// logs and fault rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientPath {
-    /// The streaming path on tokio.
+pub enum Transport {
+    /// [`crate::ProviderClient`]: `reqwest` on tokio, bodies streamed.
     Async,
-    /// The legacy buffered path on a blocking thread (also used for sync fallbacks).
-    Sync,
+    /// [`crate::BlockingProviderClient`]: `ureq` on the calling thread, bodies buffered.
+    Blocking,
 }
 
-impl ClientPath {
-    /// `async` or `sync`.
+impl Transport {
+    /// The path tag: `async` or `sync`.
     pub fn as_str(self) -> &'static str {
         match self {
-            ClientPath::Async => "async",
-            ClientPath::Sync => "sync",
+            Transport::Async => "async",
+            Transport::Blocking => "sync",
         }
     }
 
-    /// The `User-Agent` value for requests on this path: `upramp/<version> (<path>)`.
+    /// The `User-Agent` value for requests it sends: `upramp/<version> (<async|sync>)`.
     pub fn user_agent(self) -> String {
         format!("upramp/{} ({})", env!("CARGO_PKG_VERSION"), self.as_str())
     }
 }
 
-impl fmt::Display for ClientPath {
+impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

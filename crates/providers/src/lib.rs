@@ -82,7 +82,7 @@ pub use client::ProviderClient;
 pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{parse_error, parse_retry_after, ConfigError, ErrorKind, ProviderError};
 pub use key::ApiKey;
-pub use kind::{ClientPath, ProviderKind, Region};
+pub use kind::{ProviderKind, Region, Transport};
 pub use limits::{Limits, PurposeLimit, MB, OPENAI_DEFAULT_MAX_BYTES};
 pub use model::{
     parse_deleted, parse_file_list, parse_file_object, Deleted, FileList, FileObject, ListQuery,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
-use crate::kind::ClientPath;
+use crate::kind::Transport;
 use crate::model::ListQuery;
 
 /// Everything except RFC 3986 unreserved characters is escaped in path segments and query values,
@@ -73,9 +73,6 @@ pub struct RequestOptions {
     /// Total time allowed for this request, body included; overrides the client's
     /// `request_timeout`. The uploader grows it with the file size.
     pub timeout: Option<Duration>,
-    /// The upload path named in the `User-Agent`; defaults to the transport's own
-    /// (`async` for [`crate::ProviderClient`], `sync` for [`crate::BlockingProviderClient`]).
-    pub path: Option<ClientPath>,
 }
 
 impl RequestOptions {
@@ -83,16 +80,15 @@ impl RequestOptions {
     pub fn with_timeout(timeout: Duration) -> Self {
         RequestOptions {
             timeout: Some(timeout),
-            path: None,
         }
     }
 }
 
 /// Headers every request carries apart from `Authorization` (added by the transport from the
 /// key) and the body headers: `User-Agent` naming the path, and `Accept`.
-pub fn common_headers(path: ClientPath) -> HeaderMap {
+pub fn common_headers(transport: Transport) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Ok(agent) = HeaderValue::from_str(&path.user_agent()) {
+    if let Ok(agent) = HeaderValue::from_str(&transport.user_agent()) {
         headers.insert(http::header::USER_AGENT, agent);
     }
     headers.insert(
@@ -147,7 +143,7 @@ mod tests {
 
     #[test]
     fn user_agent_names_the_path() {
-        let headers = common_headers(ClientPath::Sync);
+        let headers = common_headers(Transport::Blocking);
         let agent = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());

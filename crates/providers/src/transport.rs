@@ -13,7 +13,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::ClientConfig;
 use crate::error::{parse_error, ConfigError, ErrorKind, ProviderError};
-use crate::kind::{ClientPath, ProviderKind};
+use crate::kind::{ProviderKind, Transport};
 use crate::model::UploadMeta;
 use crate::multipart::{Boundary, MultipartLayout};
 use crate::request::{common_headers, response_now, RequestOptions};
@@ -64,8 +64,8 @@ impl Shared {
     }
 
     /// Headers for one request on `path`, including the key.
-    pub(crate) fn headers(&self, path: ClientPath) -> HeaderMap {
-        let mut headers = common_headers(path);
+    pub(crate) fn headers(&self, transport: Transport) -> HeaderMap {
+        let mut headers = common_headers(transport);
         headers.insert(http::header::AUTHORIZATION, self.auth.clone());
         headers
     }

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
 use upramp_providers::{
-    ApiKey, BlockingFileProvider, ClientConfig, ClientPath, ErrorKind, FileProvider, ListQuery,
-    ProviderClient, ProviderError, ProviderKind, RequestOptions, UploadBody, UploadMeta, MB,
+    ApiKey, BlockingFileProvider, ClientConfig, ErrorKind, FileProvider, ListQuery, ProviderClient,
+    ProviderError, ProviderKind, RequestOptions, UploadBody, UploadMeta, MB,
 };
 
 const FLAVORS: [(Flavor, ProviderKind, &str); 2] = [
@@ -367,20 +367,6 @@ async fn faults_can_target_one_path_by_user_agent() {
         .unwrap()
         .unwrap();
         assert_eq!(synced.bytes, 10_000);
-
-        // The caller may name the path explicitly: the async transport speaking for the sync leg.
-        let options = RequestOptions {
-            timeout: None,
-            path: Some(ClientPath::Sync),
-        };
-        let named = client
-            .upload_with(
-                meta("b.txt", purpose, data.len()),
-                UploadBody::Bytes(data),
-                &options,
-            )
-            .await;
-        assert!(named.is_ok(), "{named:?}");
     }
 }
 

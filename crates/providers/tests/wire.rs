@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use upramp_providers::{
     encode_filename, parse_deleted, parse_error, parse_file_list, parse_file_object, Boundary,
-    ClientPath, MultipartLayout, ProviderKind,
+    MultipartLayout, ProviderKind, Transport,
 };
 
 fn now() -> SystemTime {
@@ -32,8 +32,8 @@ fn multipart_request_shape() {
         "Content-Type: {}\nContent-Length: {}\nUser-Agent (async): {}\nUser-Agent (sync): {}\n\n{}",
         layout.content_type(),
         layout.content_length(),
-        ClientPath::Async.user_agent(),
-        ClientPath::Sync.user_agent(),
+        Transport::Async.user_agent(),
+        Transport::Blocking.user_agent(),
         String::from_utf8(body).unwrap().replace("\r\n", "\\r\\n\n"),
     );
     insta::assert_snapshot!(shown);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
-use upramp_providers::{ClientPath, RequestOptions, UploadBody};
+use upramp_providers::{RequestOptions, UploadBody};
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
@@ -42,7 +42,6 @@ impl Uploader {
         // The transport's own timeout is a backstop a little past ours, so ours names the cause.
         let options = RequestOptions {
             timeout: Some(total.saturating_add(Duration::from_secs(1))),
-            path: Some(ClientPath::Async),
         };
         let upload = self
             .inner

@@ -298,7 +298,7 @@ impl Uploader {
             }
             UploadPath::Sync | UploadPath::SyncFallback => {
                 progression.current = Some(InProgress::Sync);
-                self.attempt_sync(job, total, path, slot.clone()).await
+                self.attempt_sync(job, total, slot.clone()).await
             }
         };
         progression.current = None;

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use upramp_providers::{ClientPath, RequestOptions};
-use upramp_telemetry::UploadPath;
+use upramp_providers::RequestOptions;
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
@@ -19,13 +18,7 @@ impl Uploader {
     /// One blocking attempt. `slot` is the leg's sync slot: the thread keeps a share of it, so the
     /// `sync_concurrency` limit counts threads actually busy with legacy uploads, even after the
     /// caller has gone.
-    pub(crate) async fn attempt_sync(
-        &self,
-        job: &Job,
-        total: Duration,
-        path: UploadPath,
-        slot: Slot,
-    ) -> Sent {
+    pub(crate) async fn attempt_sync(&self, job: &Job, total: Duration, slot: Slot) -> Sent {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancelled.clone());
         let blocking = self.inner.blocking.clone();
@@ -34,11 +27,6 @@ impl Uploader {
         let meta = job.meta.clone();
         let options = RequestOptions {
             timeout: Some(total),
-            path: Some(if path == UploadPath::Async {
-                ClientPath::Async
-            } else {
-                ClientPath::Sync
-            }),
         };
         let task = tokio::task::spawn_blocking(move || {
             let _slot = slot;
