@@ -18,8 +18,8 @@
 //! rate is within its limit fails some look of a stage with probability at most `alpha` (union bound:
 //! it needs neither independent nor nested windows, and the metrics window slides). The pass side keeps
 //! the fixed confidence, so promotion is as fast as before; only rolling back needs stronger evidence
-//! the longer a stage has been watched. The first look is judged at 96.96% instead of 95% (z 2.17
-//! instead of 1.96), the 28th at 99.996% (z 4.12). [`Gates::alpha_spending`] `= false` judges every
+//! the longer a stage has been watched. The first look is judged at 96.96% instead of 95% (z 2.16
+//! instead of 1.96), the 28th at 99.996% (z 4.11). [`Gates::alpha_spending`] `= false` judges every
 //! look at the fixed confidence (the rule before, measured in `docs/statistics.md`). The sync control
 //! keeps the fixed confidence on both sides: its failure holds (provider-wide), it never rolls back.
 //!

@@ -203,7 +203,7 @@ mod tests {
         let ratio = spent_alpha(0.025, 1) / 0.025;
         assert!((ratio - 0.607_927_1).abs() < 1e-7, "{ratio}");
         assert_eq!(spent_alpha(0.025, 0), spent_alpha(0.025, 1));
-        // The stricter level of the first look: one-sided z 2.17 instead of the fixed 1.96.
+        // The stricter level of the first look: one-sided z 2.165 instead of the fixed 1.96.
         let z1 = z_for_upper_tail(spent_alpha(0.025, 1)).unwrap();
         assert!((z1 - 2.165).abs() < 1e-3, "{z1}");
     }

@@ -473,3 +473,29 @@ fn binomial_tail_matches_reference_values() {
     assert!((binomial_upper_tail(0, 50, 0.02) - 1.0).abs() < 1e-12);
     assert_eq!(binomial_upper_tail(51, 50, 0.02), 0.0);
 }
+
+#[test]
+fn fail_levels_per_look() {
+    // What the default 95% gates demand of a failure at a stage's k-th look: the table in
+    // docs/statistics.md (28 looks is a week of 6-hour ticks, 2,880 a day of the CLI's 30 s ticks,
+    // 20,160 a week of them).
+    let gates = upramp_rollout::Gates::default();
+    let z_fixed = z_for_confidence(gates.confidence).unwrap();
+    println!("| look | one-sided alpha | z (fixed: {z_fixed:.2}) | 4% errors fail the 2% gate from n = |");
+    println!("|---|---|---|---|");
+    let mut previous = z_fixed;
+    for look in [1u32, 2, 5, 10, 28, 120, 2_880, 20_160] {
+        let alpha = gates.fail_alpha(look);
+        let z = z_for_upper_tail(alpha).unwrap();
+        assert!(z > previous);
+        previous = z;
+        // The smallest window in which exactly 4% errors fail the 2% gate at this look.
+        let n = (50u64..1_000_000)
+            .step_by(10)
+            .find(|&n| wilson_interval(n * 4 / 100, n, z).lo > 0.02)
+            .unwrap();
+        println!("| {look} | {alpha:.3e} | {z:.2} | {n} |");
+    }
+    // Look 1 spends 6/pi^2 of the fixed rule's one-sided 2.5%.
+    assert!((gates.fail_alpha(1) - 0.025 * 0.607_927_1).abs() < 1e-9);
+}
