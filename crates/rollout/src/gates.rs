@@ -13,7 +13,7 @@
 //! **Repeated looks.** The controller re-judges the window every tick, so a stage is many tests, not
 //! one. On the async path the fail interval of the stage's `k`-th evaluation ([`EvalContext::look`]) is
 //! wider: its near edge has the one-sided error `alpha * 6 / (pi^2 k^2)`
-//! ([`spent_alpha`](crate::spent_alpha)), where `alpha = (1 - confidence) / 2` is the fixed interval's
+//! ([`spent_alpha`]), where `alpha = (1 - confidence) / 2` is the fixed interval's
 //! one-sided error. These add up to less than `alpha` over any number of looks, so a gate whose true
 //! rate is within its limit fails some look of a stage with probability at most `alpha` (union bound:
 //! it needs neither independent nor nested windows, and the metrics window slides). The pass side keeps

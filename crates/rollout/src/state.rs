@@ -149,7 +149,7 @@ pub struct ControllerState {
     /// The last decision, for `status`.
     pub last_decision: Option<DecisionRecord>,
     /// Where operators' tools append the audit log, when chosen at creation (`upramp rollout init
-    /// --audit`); the controller itself writes to whatever [`AuditLog`] it is given.
+    /// --audit`); the controller itself writes to whatever [`AuditLog`](crate::AuditLog) it is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_log: Option<std::path::PathBuf>,
 }
@@ -427,7 +427,7 @@ pub enum TransitionError {
 }
 
 /// A decided change: the state to commit and the record to audit. Produced by the pure transitions of
-/// [`ControllerState`]; written by [`commit`](crate::commit::commit).
+/// [`ControllerState`]; written by [`commit`](crate::commit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     /// The state after the decision (its `generation` is set when committed).
