@@ -2,19 +2,32 @@
 //!
 //! # Rules
 //!
-//! **Rate gates** (success, error, timeout and fallback rate) are judged with the Wilson score interval
-//! at [`Gates::confidence`]:
-//! - *pass* when the whole interval is on the right side of the threshold **and** the async path has at
-//!   least the stage's minimum samples;
-//! - *fail* when the whole interval is on the wrong side **and** there are at least
+//! **Rate gates** (success, error, timeout and fallback rate) are judged with Wilson score intervals:
+//! - *pass* when the whole interval at [`Gates::confidence`] is on the right side of the threshold
+//!   **and** the async path has at least the stage's minimum samples;
+//! - *fail* when the whole *fail interval* is on the wrong side **and** there are at least
 //!   [`Gates::min_fail_samples`] samples (below that, one unlucky request among a handful would put the
 //!   interval past a 2% threshold: low traffic must hold, never roll back);
 //! - *inconclusive* otherwise: the stage holds.
 //!
+//! **Repeated looks.** The controller re-judges the window every tick, so a stage is many tests, not
+//! one. On the async path the fail interval of the stage's `k`-th evaluation ([`EvalContext::look`]) is
+//! wider: its near edge has the one-sided error `alpha * 6 / (pi^2 k^2)`
+//! ([`spent_alpha`]), where `alpha = (1 - confidence) / 2` is the fixed interval's
+//! one-sided error. These add up to less than `alpha` over any number of looks, so a gate whose true
+//! rate is within its limit fails some look of a stage with probability at most `alpha` (union bound:
+//! it needs neither independent nor nested windows, and the metrics window slides). The pass side keeps
+//! the fixed confidence, so promotion is as fast as before; only rolling back needs stronger evidence
+//! the longer a stage has been watched. The first look is judged at 96.96% instead of 95% (z 2.16
+//! instead of 1.96), the 28th at 99.996% (z 4.11). [`Gates::alpha_spending`] `= false` judges every
+//! look at the fixed confidence (the rule before, measured in `docs/statistics.md`). The sync control
+//! keeps the fixed confidence on both sides: its failure holds (provider-wide), it never rolls back.
+//!
 //! A failure is **decisive** when there are at least [`Gates::decisive_min_samples`] samples and even the
-//! near edge of the interval is [`Gates::decisive_factor`] times past the threshold (for a 2% error limit
-//! and factor 2: the lower bound is at least 4%). A decisive failure rolls back at once instead of waiting
-//! for [`Plan::failure_limit`](crate::Plan::failure_limit) consecutive failures.
+//! near edge of the fail interval is [`Gates::decisive_factor`] times past the threshold (for a 2% error
+//! limit and factor 2: the lower bound is at least 4%). A decisive failure rolls back at once instead of
+//! waiting for [`Plan::failure_limit`](crate::Plan::failure_limit) consecutive failures. Being a failure
+//! of the same look, it stays inside the look's error budget.
 //!
 //! **The p99 ratio gate** (async p99 / sync p99) has no binomial interval: a quantile ratio from
 //! histograms has no cheap exact interval, so it is a point ratio guarded by sample counts. It is
@@ -50,7 +63,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{wilson_interval, z_for_confidence, Interval};
+use crate::stats::{spent_alpha, wilson_interval, z_for_confidence, z_for_upper_tail, Interval};
 
 /// Counts and latency of one upload path in one evaluation window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -125,10 +138,20 @@ pub struct Gates {
     /// inconclusive, at every stage. At 0% every control gate must also pass on its own interval.
     #[serde(default = "default_min_control_samples")]
     pub min_control_samples: u64,
+    /// Spend the fail side's error budget across a stage's evaluations (default `true`; see the module
+    /// documentation): the `k`-th look fails only on an interval whose near edge has the one-sided error
+    /// `(1 - confidence) / 2 * 6 / (pi^2 k^2)`. `false` judges every look at the fixed confidence, which
+    /// rolls back a path healthy but near its limits far more often the more often the controller ticks.
+    #[serde(default = "default_alpha_spending")]
+    pub alpha_spending: bool,
 }
 
 fn default_min_control_samples() -> u64 {
     200
+}
+
+fn default_alpha_spending() -> bool {
+    true
 }
 
 fn default_min_latency_fail_samples() -> u64 {
@@ -155,6 +178,7 @@ impl Default for Gates {
             min_p99_excess_ms: default_min_p99_excess_ms(),
             min_latency_fail_samples: default_min_latency_fail_samples(),
             min_control_samples: default_min_control_samples(),
+            alpha_spending: default_alpha_spending(),
         }
     }
 }
@@ -200,6 +224,24 @@ impl Gates {
     fn z(&self) -> f64 {
         // `check` keeps confidence in range; the fallback is the documented default's z.
         z_for_confidence(self.confidence).unwrap_or(1.959_964)
+    }
+
+    /// The one-sided error of the fail interval's near edge at the stage's `look`-th evaluation.
+    pub fn fail_alpha(&self, look: u32) -> f64 {
+        let alpha = (1.0 - self.confidence) / 2.0;
+        if self.alpha_spending {
+            spent_alpha(alpha, look)
+        } else {
+            alpha
+        }
+    }
+
+    /// The z of the fail interval at the stage's `look`-th evaluation (at least the fixed one's).
+    fn fail_z(&self, look: u32) -> f64 {
+        // A budget is positive for every look a u32 counts (the smallest is about 1e-21 of alpha).
+        z_for_upper_tail(self.fail_alpha(look))
+            .unwrap_or_else(|| self.z())
+            .max(self.z())
     }
 }
 
@@ -280,8 +322,14 @@ pub struct GateVerdict {
     pub verdict: Verdict,
     /// Point estimate: a rate as a fraction, or the p99 ratio; `None` without data.
     pub observed: Option<f64>,
-    /// Wilson interval of a rate gate; `None` for the p99 ratio (a point rule) or without data.
+    /// Wilson interval of a rate gate at [`Gates::confidence`], which decides a pass; `None` for the p99
+    /// ratio (a point rule) or without data.
     pub interval: Option<Interval>,
+    /// The wider interval that decides a failure at this look of the stage (async rate gates under
+    /// [`Gates::alpha_spending`]); `None` where `interval` decides both ways, and in records written
+    /// before alpha spending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_side: Option<FailSide>,
     /// The limit (a minimum for `success_rate`, a maximum otherwise).
     pub threshold: f64,
     /// Samples behind the verdict (for the p99 ratio: the smaller of the two paths' counts).
@@ -290,8 +338,20 @@ pub struct GateVerdict {
     pub decisive: bool,
 }
 
+/// The interval a rate gate's failure was judged with at one look of a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FailSide {
+    /// Which evaluation of the stage this was, from 1.
+    pub look: u32,
+    /// The one-sided error of the interval's near edge: the look's share of the stage's budget.
+    pub alpha: f64,
+    /// The Wilson interval at that level (two-sided confidence `1 - 2 alpha`).
+    pub interval: Interval,
+}
+
 impl fmt::Display for GateVerdict {
-    /// One line, e.g. `async error_rate 5.00% [4.10%, 6.08%] vs max 2.00% (n=2000): fail (decisive)`.
+    /// One line, e.g. `async error_rate 5.00% [4.10%, 6.08%] vs max 2.00% (n=2000; look 3 fail interval
+    /// [3.62%, 6.84%]): fail (decisive)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = match self.path {
             PathRole::Async => "async",
@@ -315,7 +375,17 @@ impl fmt::Display for GateVerdict {
             }
             write!(f, " vs {bound} {:.2}%", self.threshold * 100.0)?;
         }
-        write!(f, " (n={}): {}", self.samples, self.verdict.as_str())?;
+        write!(f, " (n={}", self.samples)?;
+        if let Some(side) = &self.fail_side {
+            write!(
+                f,
+                "; look {} fail interval [{:.2}%, {:.2}%]",
+                side.look,
+                side.interval.lo * 100.0,
+                side.interval.hi * 100.0
+            )?;
+        }
+        write!(f, "): {}", self.verdict.as_str())?;
         if self.decisive {
             f.write_str(" (decisive)")?;
         }
@@ -352,6 +422,9 @@ pub struct EvalContext {
     pub expect_control: bool,
     /// A sync p99 remembered from an earlier window, used when this window has too little sync traffic.
     pub remembered_control_p99: Option<Duration>,
+    /// Which evaluation of the stage this is, from 1: the async rate gates' fail side spends the error
+    /// budget of this look (see [`Gates::alpha_spending`]). 0 counts as 1.
+    pub look: u32,
 }
 
 /// All verdicts of one evaluation and what they amount to.
@@ -378,6 +451,12 @@ impl Evaluation {
 /// Judge `inputs` against `gates`; see the module documentation for the rules.
 pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evaluation {
     let z = gates.z();
+    let look = ctx.look.max(1);
+    let async_fail = FailLevel {
+        look,
+        alpha: gates.fail_alpha(look),
+        z: gates.fail_z(look),
+    };
     let a = &inputs.async_;
     let s = &inputs.sync;
     let mut async_verdicts = Vec::new();
@@ -389,7 +468,15 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
             GateKind::TimeoutRate,
             GateKind::FallbackRate,
         ] {
-            async_verdicts.push(rate(gates, z, gate, PathRole::Async, a, min_pass));
+            async_verdicts.push(rate(
+                gates,
+                z,
+                gates.alpha_spending.then_some(async_fail),
+                gate,
+                PathRole::Async,
+                a,
+                min_pass,
+            ));
         }
         async_verdicts.push(p99_ratio(gates, a, s, ctx.remembered_control_p99));
     }
@@ -400,7 +487,7 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
         GateKind::TimeoutRate,
     ]
     .into_iter()
-    .map(|gate| rate(gates, z, gate, PathRole::Sync, s, control_min))
+    .map(|gate| rate(gates, z, None, gate, PathRole::Sync, s, control_min))
     .collect();
     // No data is never a pass: below 100% the control must be there, and a stage that sends no async
     // traffic (the baseline) has nothing to pass but the control's own health.
@@ -438,9 +525,19 @@ fn rate_of(gates: &Gates, gate: GateKind, p: &PathSample) -> (u64, f64) {
     }
 }
 
+/// The level of a look's fail interval.
+#[derive(Debug, Clone, Copy)]
+struct FailLevel {
+    look: u32,
+    alpha: f64,
+    z: f64,
+}
+
+/// Judge one rate gate: pass on the interval at `z`, fail on the one at `fail` (or at `z` without).
 fn rate(
     gates: &Gates,
     z: f64,
+    fail: Option<FailLevel>,
     gate: GateKind,
     path: PathRole,
     sample: &PathSample,
@@ -456,20 +553,29 @@ fn rate(
             verdict: Verdict::Inconclusive,
             observed: None,
             interval: None,
+            fail_side: None,
             threshold,
             samples,
             decisive: false,
         };
     }
     let interval = wilson_interval(count, samples, z);
+    let fail_side = fail.map(|level| FailSide {
+        look: level.look,
+        alpha: level.alpha,
+        interval: wilson_interval(count, samples, level.z),
+    });
+    let fail_interval = fail_side.map_or(interval, |side| side.interval);
     let observed = count as f64 / samples as f64;
-    // Judge every gate as a "bad share at most a limit" so one rule covers both directions.
-    let (bad_lo, bad_hi, bad_limit) = if gate.is_minimum() {
-        (1.0 - interval.hi, 1.0 - interval.lo, 1.0 - threshold)
+    // Judge every gate as a "bad share at most a limit" so one rule covers both directions: a failure
+    // needs the fail interval's near edge past the limit, a pass the fixed interval's far edge within.
+    // The fail interval contains the fixed one, so both cannot hold at once.
+    let (bad_fail_lo, bad_hi, bad_limit) = if gate.is_minimum() {
+        (1.0 - fail_interval.hi, 1.0 - interval.lo, 1.0 - threshold)
     } else {
-        (interval.lo, interval.hi, threshold)
+        (fail_interval.lo, interval.hi, threshold)
     };
-    let verdict = if bad_lo > bad_limit && samples >= gates.min_fail_samples {
+    let verdict = if bad_fail_lo > bad_limit && samples >= gates.min_fail_samples {
         Verdict::Fail
     } else if bad_hi <= bad_limit && samples >= min_pass {
         Verdict::Pass
@@ -478,13 +584,14 @@ fn rate(
     };
     let decisive = verdict == Verdict::Fail
         && samples >= gates.decisive_min_samples
-        && bad_lo >= gates.decisive_factor * bad_limit;
+        && bad_fail_lo >= gates.decisive_factor * bad_limit;
     GateVerdict {
         gate,
         path,
         verdict,
         observed: Some(observed),
         interval: Some(interval),
+        fail_side,
         threshold,
         samples,
         decisive,
@@ -543,6 +650,7 @@ fn p99_ratio(
         verdict,
         observed,
         interval: None,
+        fail_side: None,
         threshold,
         samples,
         decisive,

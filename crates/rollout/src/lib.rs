@@ -7,7 +7,8 @@
 //!   [`Plan::default_three_week`] follows the legacy runbook; [`Plan::from_toml_str`] refuses bad plans
 //!   with one-line errors naming the stage and field.
 //! - [`Gates`] and [`evaluate`]: success, error, timeout and fallback rates judged with Wilson
-//!   intervals, the async/sync p99 ratio with a point rule, the sync path as control (see [`gates`]).
+//!   intervals, the fail side spending its error budget across a stage's looks ([`spent_alpha`]), the
+//!   async/sync p99 ratio with a point rule, the sync path as control (see [`gates`]).
 //! - [`Controller`]: `tick(now)` reads a [`MetricsSource`], decides a [`Decision`], applies the percent
 //!   through a [`FlagSink`], saves the [`ControllerState`] with a [`StateStore`] and appends a
 //!   [`DecisionRecord`] to the [`AuditLog`]. Manual `pause`, `resume`, `advance`, `rollback`.
@@ -30,6 +31,10 @@
 //!   - **provider-wide** (the sync control fails its own gates) holds, neither rolling back nor advancing;
 //!   - a source error holds.
 //! - Inconclusive and provider-wide evaluations neither count as failures nor reset the count.
+//! - Every judged window is a look: [`ControllerState::evaluations_in_stage`] counts them from the stage's
+//!   start (a failed metrics read is none), and the `k`-th look fails a rate gate only on the wider
+//!   interval of its share of the error budget, so watching a stage longer does not make a false
+//!   rollback likelier (see [`gates`]).
 //! - `paused` keeps the percent and the rollback protection but never promotes; on resume the bake start
 //!   moves forward by the pause's length.
 //! - No data is never a pass: below 100% nothing passes without [`Gates::min_control_samples`] sync
@@ -90,8 +95,8 @@ pub use audit::{AuditError, AuditLog};
 pub use commit::{commit_manual, CommitStep, Committed, Journal, RolloutError};
 pub use controller::Controller;
 pub use gates::{
-    evaluate, EvalContext, Evaluation, GateInputs, GateKind, GateVerdict, Gates, Outcome, PathRole,
-    PathSample, Verdict,
+    evaluate, EvalContext, Evaluation, FailSide, GateInputs, GateKind, GateVerdict, Gates, Outcome,
+    PathRole, PathSample, Verdict,
 };
 pub use plan::{Plan, PlanError, Stage};
 pub use prometheus::{
@@ -109,7 +114,7 @@ pub use state::{
     ControllerState, Decision, DecisionRecord, LastDecision, Phase, Status, Transition,
     TransitionError, Trigger,
 };
-pub use stats::{wilson_interval, z_for_confidence, Interval};
+pub use stats::{spent_alpha, wilson_interval, z_for_confidence, z_for_upper_tail, Interval};
 pub use store::{CommitGuard, OwnerLock, StateError, StateStore, STATE_TEMP_PREFIX};
 pub use timefmt::{
     format_duration, format_timestamp, parse_duration, parse_timestamp, TimeFormatError,

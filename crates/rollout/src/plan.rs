@@ -446,6 +446,11 @@ fn apply_gates(gates: &mut Gates, table: &toml::Table) -> Result<(), (String, St
             "min_p99_excess_ms" => gates.min_p99_excess_ms = count()?,
             "min_latency_fail_samples" => gates.min_latency_fail_samples = count()?,
             "min_control_samples" => gates.min_control_samples = count()?,
+            "alpha_spending" => {
+                gates.alpha_spending = value
+                    .as_bool()
+                    .ok_or_else(|| (key.clone(), format!("{value} must be true or false")))?;
+            }
             other => return Err((other.to_owned(), "unknown gate field".to_owned())),
         }
     }

@@ -136,6 +136,12 @@ pub struct ControllerState {
     pub generation: u64,
     /// Failed evaluations since the last passing one.
     pub consecutive_failures: u32,
+    /// Windows judged since the current stage began: the last evaluation's look number, on which the
+    /// rate gates' fail side spends its error budget ([`Gates::alpha_spending`](crate::Gates)). Reset
+    /// to 0 by every stage change; 0 in state files written before it existed, so a rollout upgraded
+    /// mid-stage starts its budget afresh.
+    #[serde(default)]
+    pub evaluations_in_stage: u32,
     /// The last sync p99 seen with enough samples: the p99 ratio's control when a window has no sync
     /// traffic (at 100%).
     #[serde(with = "crate::timefmt::opt_duration_text", default)]
@@ -143,7 +149,7 @@ pub struct ControllerState {
     /// The last decision, for `status`.
     pub last_decision: Option<DecisionRecord>,
     /// Where operators' tools append the audit log, when chosen at creation (`upramp rollout init
-    /// --audit`); the controller itself writes to whatever [`AuditLog`] it is given.
+    /// --audit`); the controller itself writes to whatever [`AuditLog`](crate::AuditLog) it is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_log: Option<std::path::PathBuf>,
 }
@@ -159,6 +165,7 @@ impl ControllerState {
             applied_percent: None,
             generation: 0,
             consecutive_failures: 0,
+            evaluations_in_stage: 0,
             control_p99: None,
             last_decision: None,
             audit_log: None,
@@ -420,7 +427,7 @@ pub enum TransitionError {
 }
 
 /// A decided change: the state to commit and the record to audit. Produced by the pure transitions of
-/// [`ControllerState`]; written by [`commit`](crate::commit::commit).
+/// [`ControllerState`]; written by [`commit`](crate::commit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     /// The state after the decision (its `generation` is set when committed).
@@ -454,6 +461,7 @@ impl ControllerState {
                     since: now,
                 };
                 next.percent = stage.percent;
+                next.evaluations_in_stage = 0;
                 record.decision = Decision::Advance;
                 record.reason = format!(
                     "rollout started: stage 1/{} `{}` at {}",
@@ -481,6 +489,8 @@ impl ControllerState {
                         record.reason = format!("metrics unavailable, holding: {e}");
                     }
                     Ok(inputs) => {
+                        let look = before.evaluations_in_stage.saturating_add(1);
+                        next.evaluations_in_stage = look;
                         let eval = evaluate(
                             &stage.gates,
                             &inputs,
@@ -489,6 +499,7 @@ impl ControllerState {
                                 judge_async: stage.percent > Percent::ZERO,
                                 expect_control: stage.percent < Percent::HUNDRED,
                                 remembered_control_p99: before.control_p99,
+                                look,
                             },
                         );
                         if inputs.sync.samples >= stage.gates.min_latency_samples {
@@ -566,6 +577,7 @@ impl ControllerState {
         let mut next = self.clone();
         let index = self.stage_index();
         next.consecutive_failures = 0;
+        next.evaluations_in_stage = 0;
         let mut record = blank_record(now, Trigger::Manual, self);
         if index + 1 >= self.plan.stages.len() {
             next.phase = Phase::Completed { at: now };
@@ -762,6 +774,7 @@ fn judge(
                 since: now,
             };
             next.percent = to.percent;
+            next.evaluations_in_stage = 0;
             (
                 Decision::Advance,
                 format!(

@@ -1,4 +1,5 @@
-//! Binomial confidence intervals: the Wilson score interval the rate gates are judged with.
+//! Binomial confidence intervals: the Wilson score interval the rate gates are judged with, and the
+//! alpha-spending rule that sets its level for the fail side of each repeated look.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,43 @@ pub fn z_for_confidence(confidence: f64) -> Option<f64> {
         return None;
     }
     Some(inverse_normal_cdf(1.0 - (1.0 - confidence) / 2.0))
+}
+
+/// The standard normal quantile with upper tail `tail`: `z` such that `P(Z > z) = tail`.
+///
+/// Returns `None` unless `0 < tail < 1`. Unlike going through [`z_for_confidence`] it stays accurate
+/// for tails far below `f64::EPSILON` (`1 - tail` would round to 1), which late looks under
+/// [`spent_alpha`] reach.
+///
+/// ```
+/// let z = upramp_rollout::z_for_upper_tail(0.025).unwrap();
+/// assert!((z - 1.959_964).abs() < 1e-5);
+/// assert!(upramp_rollout::z_for_upper_tail(1e-30).unwrap() > 11.0);
+/// ```
+pub fn z_for_upper_tail(tail: f64) -> Option<f64> {
+    if !(tail > 0.0 && tail < 1.0) {
+        return None;
+    }
+    Some(-inverse_normal_cdf(tail))
+}
+
+/// The error budget the `look`-th evaluation of a stage may spend out of a stage's `alpha`:
+/// `alpha * 6 / (pi^2 * look^2)` (look 0 counts as the first).
+///
+/// Because `sum 1/k^2 = pi^2 / 6`, the budgets of any number of looks add up to less than `alpha`, so
+/// by the union bound a gate whose every look fails with probability at most its budget fails on some
+/// look of the stage with probability at most `alpha`, however often the controller ticks and however
+/// much consecutive windows overlap. The price is paid up front: the first look spends
+/// `6 / pi^2 = 0.61` of `alpha`, not all of it.
+///
+/// ```
+/// use upramp_rollout::spent_alpha;
+/// assert!((spent_alpha(0.025, 1) - 0.025 * 6.0 / std::f64::consts::PI.powi(2)).abs() < 1e-15);
+/// assert!(spent_alpha(0.025, 2) == spent_alpha(0.025, 1) / 4.0);
+/// ```
+pub fn spent_alpha(alpha: f64, look: u32) -> f64 {
+    let k = f64::from(look.max(1));
+    alpha * 6.0 / (std::f64::consts::PI * std::f64::consts::PI * k * k)
 }
 
 /// The Wilson score interval for `successes` out of `trials` at the given two-sided `z`.
@@ -145,7 +183,53 @@ mod tests {
         assert!(iv.hi > 0.018 && iv.hi < 0.02, "{iv:?}");
     }
 
+    #[test]
+    fn upper_tail_quantiles_match_the_two_sided_ones_and_reach_tiny_tails() {
+        for confidence in [0.8, 0.9, 0.95, 0.99, 0.999] {
+            let two_sided = z_for_confidence(confidence).unwrap();
+            let one_sided = z_for_upper_tail((1.0 - confidence) / 2.0).unwrap();
+            assert!((two_sided - one_sided).abs() < 1e-9, "{confidence}");
+        }
+        // Reference values of the normal upper tail: 1e-9 at 5.997807, 1e-15 at 7.941345.
+        assert!((z_for_upper_tail(1e-9).unwrap() - 5.997_807).abs() < 1e-5);
+        assert!((z_for_upper_tail(1e-15).unwrap() - 7.941_345).abs() < 1e-5);
+        assert_eq!(z_for_upper_tail(0.0), None);
+        assert_eq!(z_for_upper_tail(1.0), None);
+        assert_eq!(z_for_upper_tail(f64::NAN), None);
+    }
+
+    #[test]
+    fn the_first_look_spends_six_over_pi_squared_of_the_budget() {
+        let ratio = spent_alpha(0.025, 1) / 0.025;
+        assert!((ratio - 0.607_927_1).abs() < 1e-7, "{ratio}");
+        assert_eq!(spent_alpha(0.025, 0), spent_alpha(0.025, 1));
+        // The stricter level of the first look: one-sided z 2.165 instead of the fixed 1.96.
+        let z1 = z_for_upper_tail(spent_alpha(0.025, 1)).unwrap();
+        assert!((z1 - 2.165).abs() < 1e-3, "{z1}");
+    }
+
     proptest! {
+        #[test]
+        fn spent_budgets_never_add_up_past_alpha(alpha in 1e-6f64..0.5, looks in 1u32..200_000) {
+            // Summed smallest first, so rounding cannot hide an excess.
+            let total: f64 = (1..=looks).rev().map(|k| spent_alpha(alpha, k)).sum();
+            prop_assert!(total < alpha, "{looks} looks spend {total} of {alpha}");
+            // The bound is tight: the tail after `looks` is below 6 / (pi^2 looks).
+            let left = alpha - total;
+            prop_assert!(left <= alpha * 6.0 / (std::f64::consts::PI.powi(2) * f64::from(looks)) + 1e-15);
+        }
+
+        #[test]
+        fn later_looks_spend_less_and_need_a_wider_interval(alpha in 1e-6f64..0.5, look in 1u32..u32::MAX) {
+            let now = spent_alpha(alpha, look);
+            let next = spent_alpha(alpha, look + 1);
+            prop_assert!(0.0 < next && next < now && now < alpha);
+            let (z_now, z_next) = (z_for_upper_tail(now).unwrap(), z_for_upper_tail(next).unwrap());
+            prop_assert!(z_now < z_next, "look {look}: z {z_now} then {z_next}");
+            prop_assert!(z_now > z_for_upper_tail(alpha).unwrap());
+        }
+
+
         #[test]
         fn interval_is_ordered_bounded_and_contains_the_estimate(k in 0u64..5_000, extra in 0u64..5_000, conf in 0.5f64..0.999) {
             let n = k + extra;

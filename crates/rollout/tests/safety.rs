@@ -42,6 +42,7 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
         judge_async: false,
         expect_control: true,
         remembered_control_p99: None,
+        look: 1,
     };
     let gates = Gates::default();
     let sync = |samples, successes| GateInputs {
@@ -78,6 +79,7 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
         judge_async: true,
         expect_control: true,
         remembered_control_p99: None,
+        look: 1,
     };
     let healthy = PathSample {
         samples: 2_000,
