@@ -55,7 +55,7 @@
 //!
 //! **Control comparison.** The sync path's success, error and timeout rates are judged with the same
 //! thresholds. When any of them *fails* on its own interval the provider itself is degraded: the
-//! evaluation is [`Outcome::ProviderWide`], which holds (no rollback, no advance) whatever the async path
+//! evaluation is [`GateOutcome::ProviderWide`], which holds (no rollback, no advance) whatever the async path
 //! shows, since rolling back would only move traffic onto an equally broken path.
 
 use std::fmt;
@@ -396,7 +396,7 @@ impl fmt::Display for GateVerdict {
 /// What one evaluation of all gates amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum GateOutcome {
     /// Every async gate passed (or the stage sends no async traffic) and the control is healthy.
     Pass,
     /// Some async gate is inconclusive and none failed.
@@ -435,7 +435,7 @@ pub struct Evaluation {
     /// Verdicts on the sync control path.
     pub control: Vec<GateVerdict>,
     /// The combined outcome.
-    pub outcome: Outcome,
+    pub outcome: GateOutcome,
 }
 
 impl Evaluation {
@@ -494,17 +494,17 @@ pub fn evaluate(gates: &Gates, inputs: &GateInputs, ctx: &EvalContext) -> Evalua
     let control_thin = ctx.expect_control && s.samples < control_min;
     let control_healthy = control.iter().all(|v| v.verdict == Verdict::Pass);
     let outcome = if control.iter().any(|v| v.verdict == Verdict::Fail) {
-        Outcome::ProviderWide
+        GateOutcome::ProviderWide
     } else if async_verdicts.iter().any(|v| v.verdict == Verdict::Fail) {
-        Outcome::Fail {
+        GateOutcome::Fail {
             decisive: async_verdicts.iter().any(|v| v.decisive),
         }
     } else if control_thin || (!ctx.judge_async && !control_healthy) {
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     } else if async_verdicts.iter().all(|v| v.verdict == Verdict::Pass) {
-        Outcome::Pass
+        GateOutcome::Pass
     } else {
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     };
     Evaluation {
         gates: async_verdicts,

@@ -95,8 +95,8 @@ pub use audit::{AuditError, AuditLog};
 pub use commit::{commit_manual, CommitStep, Committed, Journal, RolloutError};
 pub use controller::Controller;
 pub use gates::{
-    evaluate, EvalContext, Evaluation, FailSide, GateInputs, GateKind, GateVerdict, Gates, Outcome,
-    PathRole, PathSample, Verdict,
+    evaluate, EvalContext, Evaluation, FailSide, GateInputs, GateKind, GateOutcome, GateVerdict,
+    Gates, PathRole, PathSample, Verdict,
 };
 pub use plan::{Plan, PlanError, Stage};
 pub use prometheus::{

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use upramp_flags::Percent;
 
-use crate::gates::{evaluate, EvalContext, Evaluation, GateInputs, GateVerdict, Outcome, Verdict};
+use crate::gates::{
+    evaluate, EvalContext, Evaluation, GateInputs, GateOutcome, GateVerdict, Verdict,
+};
 use crate::plan::{Plan, PlanError, Stage};
 use crate::source::SourceError;
 use crate::timefmt::format_duration;
@@ -383,7 +385,7 @@ pub struct DecisionRecord {
     /// The window's metrics, when the tick read some.
     pub inputs: Option<GateInputs>,
     /// What the gates amounted to, when evaluated.
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<GateOutcome>,
     /// Async-path verdicts.
     pub gates: Vec<GateVerdict>,
     /// Sync-control verdicts.
@@ -665,14 +667,14 @@ fn judge(
     let stage = &plan.stages[stage_index];
     let paused = matches!(before.phase, Phase::Paused { .. });
     match eval.outcome {
-        Outcome::ProviderWide => {
+        GateOutcome::ProviderWide => {
             let degraded = list(eval.control.iter().filter(|v| v.verdict == Verdict::Fail));
             (
                 Decision::Hold,
                 format!("provider-wide degradation, holding (no rollback, no advance): the sync control fails too: {degraded}"),
             )
         }
-        Outcome::Fail { decisive } => {
+        GateOutcome::Fail { decisive } => {
             next.consecutive_failures = before.consecutive_failures.saturating_add(1);
             let failing = list(eval.gates.iter().filter(|v| v.verdict == Verdict::Fail));
             if decisive || next.consecutive_failures >= plan.failure_limit {
@@ -701,7 +703,7 @@ fn judge(
                 )
             }
         }
-        Outcome::Inconclusive => {
+        GateOutcome::Inconclusive => {
             let inconclusive = |verdicts: &[GateVerdict]| {
                 verdicts
                     .iter()
@@ -731,7 +733,7 @@ fn judge(
                 format!("{prefix}inconclusive, holding: {pending}"),
             )
         }
-        Outcome::Pass => {
+        GateOutcome::Pass => {
             next.consecutive_failures = 0;
             let baked = now.duration_since(since).unwrap_or_default();
             if let Phase::Paused { reason, .. } = &before.phase {

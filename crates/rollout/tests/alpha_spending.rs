@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use upramp_rollout::{
-    evaluate, ControllerState, Decision, EvalContext, GateInputs, GateKind, Gates, Outcome,
+    evaluate, ControllerState, Decision, EvalContext, GateInputs, GateKind, GateOutcome, Gates,
     PathSample, Phase, Plan, Verdict,
 };
 
@@ -62,7 +62,7 @@ fn a_decisive_breach_rolls_back_at_once_at_the_first_and_at_a_very_late_look() {
         let state = baking_ten_percent(looks_before);
         let t = state.on_tick(start() + HOUR, |_| Ok(window(2_000, 200)));
         assert_eq!(t.record.decision, Decision::Rollback, "{}", t.record.reason);
-        assert_eq!(t.record.outcome, Some(Outcome::Fail { decisive: true }));
+        assert_eq!(t.record.outcome, Some(GateOutcome::Fail { decisive: true }));
         assert!(
             t.record.reason.contains("decisive breach"),
             "{}",
@@ -133,7 +133,7 @@ fn consecutive_non_decisive_failures_still_roll_back_at_the_failure_limit() {
     );
     assert_eq!(
         first.record.outcome,
-        Some(Outcome::Fail { decisive: false })
+        Some(GateOutcome::Fail { decisive: false })
     );
     assert_eq!(first.next.consecutive_failures, 1);
     let second = first
@@ -161,7 +161,7 @@ fn consecutive_non_decisive_failures_still_roll_back_at_the_failure_limit() {
     late.consecutive_failures = 1;
     let t = late.on_tick(start() + HOUR, |_| Ok(window(3_000, 90)));
     assert_eq!(t.record.decision, Decision::Hold);
-    assert_eq!(t.record.outcome, Some(Outcome::Inconclusive));
+    assert_eq!(t.record.outcome, Some(GateOutcome::Inconclusive));
     assert_eq!(t.next.consecutive_failures, 1);
 }
 

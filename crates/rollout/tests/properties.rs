@@ -9,8 +9,8 @@ use common::*;
 use proptest::prelude::*;
 use upramp_flags::Percent;
 use upramp_rollout::{
-    Controller, Decision, DecisionRecord, FnSource, GateInputs, Outcome, PathSample, Phase, Plan,
-    RecordingSink, SourceError,
+    Controller, Decision, DecisionRecord, FnSource, GateInputs, GateOutcome, PathSample, Phase,
+    Plan, RecordingSink, SourceError,
 };
 
 #[derive(Debug, Clone)]
@@ -129,7 +129,7 @@ fn run(steps: &[Step]) -> Vec<DecisionRecord> {
                 let st = &plan.stages[stage];
                 assert!(now.duration_since(since).unwrap() >= st.min_bake);
                 assert!(record.inputs.unwrap().async_.samples >= st.min_async_samples);
-                assert_eq!(record.outcome, Some(Outcome::Pass));
+                assert_eq!(record.outcome, Some(GateOutcome::Pass));
             } else {
                 assert!(matches!(before.phase, Phase::Pending), "{:?}", before.phase);
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use upramp_flags::Percent;
 use upramp_rollout::{
     evaluate, AuditLog, CommitStep, Controller, Decision, EvalContext, FileSink, FlagSink,
-    FnSource, GateInputs, Gates, Outcome, PathSample, Phase, Plan, RecordingSink, ScrapeSource,
+    FnSource, GateInputs, GateOutcome, Gates, PathSample, Phase, Plan, RecordingSink, ScrapeSource,
     SinkError, SourceError, StateStore,
 };
 
@@ -57,21 +57,21 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
     // No data, and 7 of 7 failed: neither is a pass.
     assert_eq!(
         evaluate(&gates, &GateInputs::default(), &ctx).outcome,
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     );
     assert_eq!(
         evaluate(&gates, &sync(7, 0), &ctx).outcome,
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     );
     // Enough samples but the control's own health not yet established (interval straddles).
     assert_eq!(
         evaluate(&gates, &sync(250, 247), &ctx).outcome,
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     );
     // A healthy, well-sampled control passes the baseline.
     assert_eq!(
         evaluate(&gates, &sync(2_000, 2_000), &ctx).outcome,
-        Outcome::Pass
+        GateOutcome::Pass
     );
     // At 10% a thin control blocks a pass even if the async gates would pass.
     let canary = EvalContext {
@@ -97,7 +97,7 @@ fn a_baseline_window_with_a_thin_or_unhealthy_control_is_inconclusive() {
     };
     assert_eq!(
         evaluate(&gates, &thin, &canary).outcome,
-        Outcome::Inconclusive
+        GateOutcome::Inconclusive
     );
 }
 
