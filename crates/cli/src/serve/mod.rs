@@ -12,6 +12,14 @@
 //! - Receipt headers: `X-Upramp-Path`, `X-Upramp-Attempts`, `X-Upramp-Upload-Ms`,
 //!   `X-Upramp-Receive-Ms` (time spent receiving the body), `X-Upramp-Routing`, `X-Upramp-Sha256`,
 //!   and `X-Upramp-Fallback-Reason` / `X-Upramp-Adopted` when they apply.
+//! - Timeouts: a client that sends no body bytes for `--body-timeout` (60 s) gets 408 and nothing
+//!   is sent on. Each attempt at the provider gets the flag's `timeout_secs` plus 1 s per MiB
+//!   (live, up or down: the gateway's floor is 1 s, not the library's 30 s), and is cut sooner
+//!   by the uploader's connect (10 s) and stall (30 s) limits. The whole upload, from its body's
+//!   last byte, waits for a concurrency slot included, gets `--upload-timeout`, or by default the
+//!   uploader's derived deadline for its size and the flag ([`Timeouts::deadline_for`]); it wins
+//!   over the flag. Past it the client gets 504; `X-Upramp-Outcome: unknown` (code
+//!   `outcome_unknown`) says the provider may hold the file although no receipt names it.
 //! - Shutdown: the first SIGTERM or SIGINT turns `/readyz` to 503, stops accepting, lets requests
 //!   in progress finish within `--grace` and exits 0 (1 if some had to be cut); a second signal
 //!   exits 1 at once. Spool files are removed in every case.
