@@ -24,6 +24,7 @@ mod machine;
 pub(crate) mod process;
 mod proto;
 mod results;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ pub enum ScenarioName {
     Flags,
     /// The wall time of `cargo xtask validate`.
     Validate,
+    /// The `upramp serve` gateway: peak RSS and batch time against sync and direct (`serve.rs`).
+    Serve,
 }
 
 impl ScenarioName {
@@ -94,6 +97,7 @@ impl ScenarioName {
             Self::Latency => "latency under load",
             Self::Flags => "flag evaluation (criterion)",
             Self::Validate => "cargo xtask validate",
+            Self::Serve => "the upramp serve gateway",
         }
     }
 }
@@ -261,6 +265,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let cli_throughput = selection.run(S::Cli, || with_worker(ctx.as_ref(), &plan, cli_throughput));
     let large_upload = selection.run(S::Large, || with_worker(ctx.as_ref(), &plan, large_upload));
     let latency = selection.run(S::Latency, || with_worker(ctx.as_ref(), &plan, latency));
+    let serve = selection.run(S::Serve, || {
+        with_worker(ctx.as_ref(), &plan, serve::measure_serve)
+    });
     // The corpus can be half a gigabyte: gone before the slower, file-free scenarios.
     let _ = std::fs::remove_dir_all(&work_dir);
     let flag_eval = selection.run(S::Flags, || flag_eval(&plan));
@@ -294,6 +301,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     print!("{}", results::render_table(&results));
+    serve::report(&serve, plan.mode, &out_dir);
     println!("\nresults: {}", json_path.display());
 
     let any_failed = results.memory.failed()
@@ -302,7 +310,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         || results.large_upload.failed()
         || results.latency.failed()
         || results.flag_eval.failed()
-        || results.validate.failed();
+        || results.validate.failed()
+        || serve.failed();
     Ok(if !any_failed {
         ExitCode::SUCCESS
     } else {

@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 use hyper::Response;
 use upramp_providers::{ErrorKind, ProviderError};
-use upramp_uploader::UploadError;
+use upramp_uploader::{UnknownCause, UploadError};
 
 /// Retry-After sent when the gateway itself is out of room or draining.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -109,6 +109,23 @@ impl ApiError {
             "body_timeout",
             format!("no request body bytes for {} s", after.as_secs()),
         )
+    }
+
+    /// 504: the gateway stopped waiting for the uploader (the request's deadline, slot waits
+    /// included). A sync attempt may still be running on its thread, so the outcome is unknown.
+    pub fn upload_deadline(after: Duration) -> Self {
+        Self {
+            outcome_unknown: true,
+            ..Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "outcome_unknown",
+                format!(
+                    "no answer within the upload timeout of {:.1} s; the file may have been stored",
+                    after.as_secs_f64()
+                ),
+            )
+        }
     }
 
     /// 503 with Retry-After: the spool has no room.
@@ -225,7 +242,15 @@ impl ApiError {
             } => Self {
                 outcome_unknown: true,
                 ..Self::new(
-                    StatusCode::BAD_GATEWAY,
+                    // Out of time (the deadline, or a list lookup that never answered) is 504;
+                    // a lookup the provider refused, or an unprovable match, is 502.
+                    match cause {
+                        UnknownCause::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+                        UnknownCause::ListFailed(err) if err.kind == ErrorKind::Timeout => {
+                            StatusCode::GATEWAY_TIMEOUT
+                        }
+                        _ => StatusCode::BAD_GATEWAY,
+                    },
                     "server_error",
                     "outcome_unknown",
                     format!(
@@ -361,6 +386,23 @@ mod tests {
         let response = ApiError::from_upload(&unknown).into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(response.headers()["x-upramp-outcome"], "unknown");
+        for cause in [
+            upramp_uploader::UnknownCause::Deadline(Duration::from_secs(4)),
+            upramp_uploader::UnknownCause::ListFailed(provider_error(ErrorKind::Timeout, None)),
+        ] {
+            let out_of_time = UploadError::OutcomeUnknown {
+                path: "/spool/x".into(),
+                path_taken: upramp_telemetry::UploadPath::Sync,
+                attempts: 1,
+                cause,
+            };
+            let response = ApiError::from_upload(&out_of_time).into_response();
+            assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+            assert_eq!(response.headers()["x-upramp-outcome"], "unknown");
+        }
+        let gave_up = ApiError::upload_deadline(Duration::from_secs(2)).into_response();
+        assert_eq!(gave_up.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(gave_up.headers()["x-upramp-outcome"], "unknown");
     }
 
     #[test]

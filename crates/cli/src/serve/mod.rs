@@ -12,6 +12,14 @@
 //! - Receipt headers: `X-Upramp-Path`, `X-Upramp-Attempts`, `X-Upramp-Upload-Ms`,
 //!   `X-Upramp-Receive-Ms` (time spent receiving the body), `X-Upramp-Routing`, `X-Upramp-Sha256`,
 //!   and `X-Upramp-Fallback-Reason` / `X-Upramp-Adopted` when they apply.
+//! - Timeouts: a client that sends no body bytes for `--body-timeout` (60 s) gets 408 and nothing
+//!   is sent on. Each attempt at the provider gets the flag's `timeout_secs` plus 1 s per MiB
+//!   (live, up or down: the gateway's floor is 1 s, not the library's 30 s), and is cut sooner
+//!   by the uploader's connect (10 s) and stall (30 s) limits. The whole upload, from its body's
+//!   last byte, waits for a concurrency slot included, gets `--upload-timeout`, or by default the
+//!   uploader's derived deadline for its size and the flag ([`Timeouts::deadline_for`]); it wins
+//!   over the flag. Past it the client gets 504; `X-Upramp-Outcome: unknown` (code
+//!   `outcome_unknown`) says the provider may hold the file although no receipt names it.
 //! - Shutdown: the first SIGTERM or SIGINT turns `/readyz` to 503, stops accepting, lets requests
 //!   in progress finish within `--grace` and exits 0 (1 if some had to be cut); a second signal
 //!   exits 1 at once. Spool files are removed in every case.
@@ -39,7 +47,7 @@ use tokio::sync::watch;
 use upramp_flags::{EnvSource, FlagSources, FlagStore};
 use upramp_providers::{ApiKey, ClientConfig, Limits, ProviderClient, ProviderKind, Region};
 use upramp_telemetry::{FanOut, MetricsHandle, PrometheusObserver, TracingObserver};
-use upramp_uploader::Uploader;
+use upramp_uploader::{Timeouts, Uploader};
 
 use self::auth::ClientTokens;
 use self::metrics::GatewayMetrics;
@@ -87,6 +95,16 @@ pub struct ServeArgs {
     /// How long requests in progress may take to finish after SIGTERM/SIGINT (e.g. 30s, 500ms, 2m).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub grace: String,
+    /// The longest an upload may take from its body's last byte to its answer, waits for a
+    /// concurrency slot, retries, fallback and dedupe lookups included; past it the client gets
+    /// 504 (with `X-Upramp-Outcome: unknown` when the provider may hold the file). Default: derived
+    /// per request from the flag (retries, fallback, `timeout_secs`) and the file's size. The flag's
+    /// `timeout_secs` still bounds each attempt; this bounds the whole request, and wins.
+    #[arg(long, value_name = "DURATION")]
+    pub upload_timeout: Option<String>,
+    /// A client that sends no body bytes for this long is answered 408 and nothing is sent on.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub body_timeout: String,
 }
 
 /// Everything a request handler needs.
@@ -102,7 +120,15 @@ pub struct Gateway {
     exposition: MetricsHandle,
     metrics: GatewayMetrics,
     draining: AtomicBool,
+    /// The uploader's timeouts, to derive each request's deadline the same way it does.
+    timeouts: Timeouts,
+    body_timeout: Duration,
 }
+
+/// The lowest per-attempt total the gateway's uploader allows, so the flag's `timeout_secs`
+/// (at least 1 s) sets each attempt's budget both ways: an operator can tighten it live, not only
+/// loosen it.
+const ATTEMPT_FLOOR: Duration = Duration::from_secs(1);
 
 impl Gateway {
     fn is_draining(&self) -> bool {
@@ -136,6 +162,8 @@ struct Config {
     concurrency: usize,
     sync_concurrency: usize,
     grace: Duration,
+    upload_timeout: Option<Duration>,
+    body_timeout: Duration,
 }
 
 /// Run `upramp serve`.
@@ -182,6 +210,21 @@ fn configure(args: ServeArgs) -> Result<Config, CliError> {
             args.grace
         ))
     })?;
+    let positive = |name: &str, text: &str| {
+        parse_duration(text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                usage(format!(
+                    "{name} {text:?}: expected a duration above zero like 30s, 500ms or 2m"
+                ))
+            })
+    };
+    let upload_timeout = args
+        .upload_timeout
+        .as_deref()
+        .map(|text| positive("--upload-timeout", text))
+        .transpose()?;
+    let body_timeout = positive("--body-timeout", &args.body_timeout)?;
     let tokens = match &args.client_token_env {
         Some(var) => {
             let value = std::env::var(var).map_err(|_| {
@@ -244,6 +287,8 @@ fn configure(args: ServeArgs) -> Result<Config, CliError> {
         concurrency: args.concurrency,
         sync_concurrency: args.sync_concurrency,
         grace,
+        upload_timeout,
+        body_timeout,
     })
 }
 
@@ -289,11 +334,17 @@ async fn serve(config: Config) -> CliResult {
         .with(Arc::new(PrometheusObserver::new()));
     let provider = Arc::new(config.client);
     let blocking = provider.blocking();
+    let timeouts = Timeouts {
+        total_floor: ATTEMPT_FLOOR,
+        deadline: config.upload_timeout,
+        ..Timeouts::default()
+    };
     let uploader = Uploader::builder(provider.clone(), Arc::new(blocking))
         .flags(config.flags.clone())
         .observer(Arc::new(observer))
         .concurrency(config.concurrency)
         .sync_concurrency(config.sync_concurrency)
+        .timeouts(timeouts)
         .build()
         .map_err(CliError::usage)?;
     let limits = provider.config().limits.clone();
@@ -314,6 +365,8 @@ async fn serve(config: Config) -> CliResult {
         exposition,
         metrics: GatewayMetrics::default(),
         draining: AtomicBool::new(false),
+        timeouts,
+        body_timeout: config.body_timeout,
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

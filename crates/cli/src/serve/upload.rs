@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::io::AsyncWriteExt;
 use upramp_providers::{FileObject, FileProvider, UploadMeta};
-use upramp_uploader::{Receipt, UploadRequest};
+use upramp_uploader::{Receipt, RetryPolicy, UploadRequest};
 
 use super::errors::ApiError;
 use super::http::{json_response, Body};
@@ -29,8 +29,10 @@ const MAX_ROUTING_KEY: usize = 256;
 const MAX_PURPOSE: u64 = 256;
 /// Room for the multipart framing and small fields around the file.
 pub const FRAMING_ALLOWANCE: u64 = 64 * 1024;
-/// A client that sends no body bytes for this long is cut off with 408.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long past the uploader's own deadline the gateway waits before it stops waiting itself:
+/// the uploader's deadline starts when the request gets its slot and knows whether the file may be
+/// stored, so it should answer first whenever there was no wait for a slot.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// Spool writes are batched to this size (memory per upload stays about this).
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -89,7 +91,7 @@ pub async fn create(
     let mut purpose: Option<String> = None;
     let mut received: Option<Received> = None;
     loop {
-        let field = match idle(multipart.next_field()).await? {
+        let field = match idle(gateway, multipart.next_field()).await? {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(err) => return Err(body_error(gateway, &err)),
@@ -121,7 +123,7 @@ pub async fn create(
             Some("purpose") => {
                 let mut field = field;
                 let mut value = Vec::new();
-                while let Some(chunk) = idle(field.chunk())
+                while let Some(chunk) = idle(gateway, field.chunk())
                     .await?
                     .map_err(|e| body_error(gateway, &e))?
                 {
@@ -138,7 +140,7 @@ pub async fn create(
             _ => {
                 // Unknown fields are read and dropped; the whole-stream limit bounds them.
                 let mut field = field;
-                while idle(field.chunk())
+                while idle(gateway, field.chunk())
                     .await?
                     .map_err(|e| body_error(gateway, &e))?
                     .is_some()
@@ -169,11 +171,23 @@ pub async fn create(
         routing_key: Some(routing_key),
         filename: Some(received.filename),
     };
-    let receipt = gateway
-        .uploader
-        .upload(request)
-        .await
-        .map_err(|err| ApiError::from_upload(&err))?;
+    // The uploader's deadline does not count the wait for a concurrency slot; the gateway's does,
+    // so a provider that holds every slot cannot park requests behind it.
+    let flag = gateway.flags.snapshot();
+    let deadline = gateway.timeouts.deadline_for(
+        received.bytes,
+        flag.timeout,
+        flag.max_retries,
+        flag.fallback,
+        &RetryPolicy::default(),
+    );
+    let receipt = tokio::time::timeout(
+        deadline.saturating_add(DEADLINE_MARGIN),
+        gateway.uploader.upload(request),
+    )
+    .await
+    .map_err(|_| ApiError::upload_deadline(deadline))?
+    .map_err(|err| ApiError::from_upload(&err))?;
     drop(received.spool);
     drop(reservation);
     Ok(receipt_response(&receipt, receive_ms))
@@ -209,7 +223,7 @@ async fn spool_file(
         .map_err(|err| ApiError::internal(format!("cannot create a spool file: {err}")))?;
     let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut bytes = 0u64;
-    while let Some(chunk) = idle(field.chunk())
+    while let Some(chunk) = idle(gateway, field.chunk())
         .await?
         .map_err(|e| body_error(gateway, &e))?
     {
@@ -275,11 +289,15 @@ fn check_size(
     }
 }
 
-/// Wait for the next body event, or fail with 408 when the client sends nothing for a while.
-async fn idle<T>(next: impl std::future::Future<Output = T>) -> Result<T, ApiError> {
-    tokio::time::timeout(BODY_IDLE_TIMEOUT, next)
+/// Wait for the next body event, or fail with 408 when the client sends nothing for
+/// `--body-timeout`.
+async fn idle<T>(
+    gateway: &Gateway,
+    next: impl std::future::Future<Output = T>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(gateway.body_timeout, next)
         .await
-        .map_err(|_| ApiError::body_timeout(BODY_IDLE_TIMEOUT))
+        .map_err(|_| ApiError::body_timeout(gateway.body_timeout))
 }
 
 fn body_error(gateway: &Gateway, err: &multer::Error) -> ApiError {

@@ -47,6 +47,11 @@ pub struct Options {
 impl Options {
     /// The gateway in front of `stand_in`, async path for everyone, no fallback, no retries.
     pub fn new(stand_in: &StandIn, flavor: Flavor) -> Self {
+        Self::at(&stand_in.base_url(), flavor)
+    }
+
+    /// The same in front of any provider root (a stalled listener, a stopped child).
+    pub fn at(base_url: &str, flavor: Flavor) -> Self {
         let provider = match flavor {
             Flavor::Kimi => "kimi",
             Flavor::Glm => "glm",
@@ -59,7 +64,7 @@ impl Options {
                 "--provider".into(),
                 provider.into(),
                 "--base-url".into(),
-                stand_in.base_url(),
+                base_url.to_owned(),
                 "--key-env".into(),
                 "TEST_PROVIDER_KEY".into(),
             ],
@@ -245,6 +250,52 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A provider that accepts connections, reads whatever arrives and never answers (a stopped
+/// process behind a live socket); connections stay open until it is dropped.
+pub struct StalledProvider {
+    pub addr: std::net::SocketAddr,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StalledProvider {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            let mut held = tokio::task::JoinSet::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut sink = vec![0u8; 64 * 1024];
+                    while let Ok(1..) = stream.read(&mut sink).await {}
+                    // Keep the socket open after the peer's EOF too: no answer, ever.
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    /// A Kimi-shaped API root on it.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for StalledProvider {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
