@@ -297,7 +297,7 @@ impl ApiError {
                 "code": self.code,
             }
         });
-        let mut response = super::http::json_response(self.status, &body);
+        let mut response = super::response::json_response(self.status, &body);
         if let Some(after) = self.retry_after {
             let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {

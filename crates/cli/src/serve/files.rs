@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 use upramp_providers::{FileList, FileObject, FileProvider, ListQuery, ProviderKind};
 
 use super::errors::ApiError;
-use super::http::{json_response, Body};
+use super::response::{json_response, Body};
 use super::upload::file_json;
 use super::Gateway;
 

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::errors::ApiError;
 use super::metrics::Live;
+use super::response::{text_response, Body};
 use super::{files, upload, Gateway};
 
 /// The request head (request line and headers) may take at most this many bytes.
@@ -27,30 +26,6 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A client gets this long to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An answer body.
-pub type Body = Full<Bytes>;
-
-/// A JSON answer.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
 
 /// Accept connections until `shutdown` turns true; then stop accepting and return the
 /// connections still open, each told to finish its request in progress and close.

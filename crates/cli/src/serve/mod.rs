@@ -31,6 +31,7 @@ mod errors;
 mod files;
 mod http;
 mod metrics;
+mod response;
 mod spool;
 mod upload;
 

@@ -18,7 +18,7 @@ use upramp_providers::{FileObject, FileProvider, UploadMeta};
 use upramp_uploader::{Receipt, RetryPolicy, UploadRequest};
 
 use super::errors::ApiError;
-use super::http::{json_response, Body};
+use super::response::{json_response, Body};
 use super::Gateway;
 
 /// The routing-key header.
