@@ -22,7 +22,9 @@ pub const FLEET_CAPTIONS: Captions<'static> = Captions {
 };
 
 /// Seconds between points (the Prometheus range query's step).
-const STEP_SECS: u64 = 2;
+const STEP_SECS: u64 = 1;
+/// The range each point's `increase` covers: two scrapes at the fleet's 1 s interval.
+const RANGE_SECS: u64 = 2;
 
 /// A second of load time as the renderer's hours.
 fn hours(seconds: f64) -> f64 {
@@ -60,7 +62,7 @@ fn path_counts(
     };
     let query = format!(
         "sum by (path, outcome) (increase(upramp_uploads_total{{job=\"upramp\"}}[{}s]))",
-        STEP_SECS
+        RANGE_SECS
     );
     let response = client
         .get(format!("{prometheus}/api/v1/query_range"))
@@ -179,18 +181,14 @@ pub fn panel(inputs: &PanelInputs<'_>) -> TimelinePanel {
             };
             let label = match kind {
                 DecisionKind::Rollback => {
-                    let gate = r
-                        .failing_gates()
-                        .next()
-                        .map(|g| format!(": {}", g.gate.as_str()))
-                        .unwrap_or_else(|| {
-                            if r.trigger == upramp_rollout::Trigger::Manual {
-                                ": operator".to_owned()
-                            } else {
-                                String::new()
-                            }
-                        });
-                    format!("rollback{gate}")
+                    let manual = r.trigger == upramp_rollout::Trigger::Manual;
+                    match r.failing_gates().next() {
+                        Some(g) => format!("rollback: {}", g.gate.as_str()),
+                        // A rollback of a rolled-back rollout writes 0% again.
+                        None if manual && r.from_percent == r.percent => "re-apply".to_owned(),
+                        None if manual => "rollback: operator".to_owned(),
+                        None => "rollback".to_owned(),
+                    }
                 }
                 DecisionKind::Complete => "complete".to_owned(),
                 _ => r.percent.to_string(),
