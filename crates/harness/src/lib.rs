@@ -43,4 +43,5 @@ pub use fault::{FaultPlan, FaultSpecError};
 pub use flavor::{Flavor, UnknownFlavor};
 pub use standin::{
     StandIn, StandInConfig, StandInStats, StoredFile, DEFAULT_API_KEY, DEFAULT_CONTENT_BYTES,
+    FAULTS_CONTROL_PATH,
 };

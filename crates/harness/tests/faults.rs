@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
 use common::{client, status_and_json, upload, upload_as, ASYNC_UA, SYNC_UA};
-use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
+use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig, FAULTS_CONTROL_PATH};
 
 async fn start_with(flavor: Flavor, spec: &str, seed: u64) -> StandIn {
     let plan = FaultPlan::parse(spec).unwrap();
@@ -80,6 +80,61 @@ async fn faults_hit_uploads_only_and_follow_runtime_changes() {
         200
     );
     assert_eq!(stand_in.stored_files().len(), 2);
+}
+
+#[tokio::test]
+async fn the_control_route_replaces_the_plan_from_another_process() {
+    for flavor in [Flavor::Kimi, Flavor::Glm] {
+        let stand_in = start_with(flavor, "none", 1).await;
+        let control = format!("http://{}{}", stand_in.addr(), FAULTS_CONTROL_PATH);
+        let put = |spec: &'static str, key: &'static str| {
+            client().put(&control).bearer_auth(key).body(spec).send()
+        };
+        let key: &'static str = upramp_harness::DEFAULT_API_KEY;
+        assert_eq!(put("503:1", "wrong-key").await.unwrap().status(), 401);
+        assert_eq!(stand_in.faults().to_string(), "none");
+        let set = put("503:1", key).await.unwrap();
+        assert_eq!(set.status(), 200);
+        assert_eq!(set.text().await.unwrap(), "503:1");
+        assert_eq!(stand_in.faults().to_string(), "503:1");
+        let read = client()
+            .get(&control)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.text().await.unwrap(), "503:1");
+        for ua in [ASYNC_UA, SYNC_UA] {
+            let response = upload_as(&stand_in, ua, "a.jsonl", "batch", b"{}".to_vec())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 503, "{flavor} {ua}");
+        }
+        let bad = put("503:2", key).await.unwrap();
+        assert_eq!(bad.status(), 400);
+        assert!(bad
+            .text()
+            .await
+            .unwrap()
+            .starts_with("fault plan `503:2`: "));
+        assert_eq!(
+            stand_in.faults().to_string(),
+            "503:1",
+            "a bad plan changes nothing"
+        );
+        assert_eq!(put("none", key).await.unwrap().status(), 200);
+        let response = upload_as(&stand_in, ASYNC_UA, "b.jsonl", "batch", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let stats = stand_in.stats();
+        assert_eq!(stats.requests_by_route.get("upload"), Some(&3));
+        assert_eq!(
+            stats.requests_by_route.get("unknown"),
+            None,
+            "control is not a client route"
+        );
+    }
 }
 
 #[tokio::test]

@@ -228,7 +228,7 @@ fn day_axis(panel: &TimelinePanel) -> (f64, f64) {
     (step, ((days / step).floor() + 1.0) * step)
 }
 
-fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
+fn panel(out: &mut String, panel: &TimelinePanel, top: f64, x_axis: &str) {
     let (step, days) = day_axis(panel);
     let frame = Frame {
         top,
@@ -297,9 +297,10 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
     );
     let _ = writeln!(
         out,
-        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">simulated days</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
         (plot_left + plot_right) / 2.0,
-        plot_bottom + 32.0
+        plot_bottom + 32.0,
+        escape(x_axis)
     );
     let _ = writeln!(
         out,
@@ -373,7 +374,7 @@ fn panel(out: &mut String, panel: &TimelinePanel, top: f64) {
 }
 
 /// The title and the legend, wrapped into as many rows as the width needs; returns the height used.
-fn legend(out: &mut String) -> f64 {
+fn legend(out: &mut String, title: &str) -> f64 {
     let items = [
         (Some(PERCENT_COLOUR), "rollout percent (applied)", None),
         (Some(ASYNC_COLOUR), "async success rate", None),
@@ -388,7 +389,8 @@ fn legend(out: &mut String) -> f64 {
     ];
     let _ = writeln!(
         out,
-        r#"<text x="{LEFT}" y="{TITLE_BASELINE}" font-size="17" font-weight="bold">upramp validation: rollout percent and success rate by path over simulated time</text>"#
+        r#"<text x="{LEFT}" y="{TITLE_BASELINE}" font-size="17" font-weight="bold">{}</text>"#,
+        escape(&fit(title, 17.0, true, WIDTH - 2.0 * LEFT))
     );
     let (mut x, mut y) = (LEFT, LEGEND_FIRST_ROW);
     for (colour, label, dash) in items {
@@ -429,10 +431,30 @@ fn legend(out: &mut String) -> f64 {
     y + LEGEND_ROW_HEIGHT
 }
 
+/// The document title and the x axis caption: what the time axis counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Captions<'a> {
+    /// Drawn above the legend.
+    pub title: &'a str,
+    /// Drawn under every panel's axis, whose ticks count units of 24 of the points' hours.
+    pub x_axis: &'a str,
+}
+
+/// The validation engine's captions: simulated hours, ticks in days.
+pub const SIMULATED_DAYS: Captions<'static> = Captions {
+    title: "upramp validation: rollout percent and success rate by path over simulated time",
+    x_axis: "simulated days",
+};
+
 /// Renders the panels as one standalone SVG document.
 pub fn svg(panels: &[TimelinePanel]) -> String {
+    svg_captioned(panels, &SIMULATED_DAYS)
+}
+
+/// [`svg`] with another title and time axis (`cargo xtask fleet` draws real seconds).
+pub fn svg_captioned(panels: &[TimelinePanel], captions: &Captions<'_>) -> String {
     let mut header = String::new();
-    let legend_height = legend(&mut header);
+    let legend_height = legend(&mut header, captions.title);
     let height = legend_height + PANEL_HEIGHT * panels.len().max(1) as f64;
     let mut out = String::new();
     let _ = writeln!(
@@ -445,7 +467,12 @@ pub fn svg(panels: &[TimelinePanel]) -> String {
     );
     out.push_str(&header);
     for (i, p) in panels.iter().enumerate() {
-        panel(&mut out, p, legend_height + PANEL_HEIGHT * i as f64);
+        panel(
+            &mut out,
+            p,
+            legend_height + PANEL_HEIGHT * i as f64,
+            captions.x_axis,
+        );
     }
     out.push_str("</svg>\n");
     out
@@ -665,7 +692,7 @@ mod tests {
     fn the_percent_line_ends_at_the_percent_applied_last() {
         let panels = run_like_panels();
         let out = svg(&panels);
-        let legend_height = legend(&mut String::new());
+        let legend_height = legend(&mut String::new(), SIMULATED_DAYS.title);
         let lines: Vec<&str> = out
             .lines()
             .filter(|l| l.starts_with("<polyline") && l.contains(PERCENT_COLOUR))

@@ -31,6 +31,8 @@ pub struct RequestRecord {
     pub status: Option<u16>,
     /// The file id of a success.
     pub file_id: Option<String>,
+    /// The name the provider stored it under (the gateway's per-request marker added), on a success.
+    pub stored_name: Option<String>,
     /// `X-Upramp-Path` of a success.
     pub path: Option<String>,
     /// `x-upramp-outcome: unknown` on an error: the provider may hold the file.
@@ -111,6 +113,7 @@ async fn generate(
             sent_at: started.elapsed().as_secs_f64(),
             status: None,
             file_id: None,
+            stored_name: None,
             path: None,
             outcome_unknown: false,
             error: None,
@@ -194,9 +197,13 @@ async fn send(
                 let success = response.status().is_success();
                 let text = response.text().await.unwrap_or_default();
                 if success {
-                    record.file_id = serde_json::from_str::<serde_json::Value>(&text)
-                        .ok()
-                        .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+                    let body = serde_json::from_str::<serde_json::Value>(&text).ok();
+                    let field = |name: &str| {
+                        body.as_ref()
+                            .and_then(|v| v.get(name)?.as_str().map(str::to_owned))
+                    };
+                    record.file_id = field("id");
+                    record.stored_name = field("filename");
                 } else {
                     record.error = Some(text.chars().take(200).collect());
                 }
@@ -219,7 +226,8 @@ pub struct PercentSample {
 /// Polls every gateway's `/metrics` for `upramp_gateway_flag_rollout_percent`.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<PercentSample>>,
+    thread: std::thread::JoinHandle<()>,
+    samples: Arc<Mutex<Vec<PercentSample>>>,
 }
 
 impl Monitor {
@@ -227,30 +235,47 @@ impl Monitor {
     pub fn start(targets: Targets, started: Instant) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&samples);
         let thread = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder()
                 .timeout(Duration::from_millis(500))
                 .build()
                 .unwrap_or_default();
-            let mut samples = Vec::new();
             while !flag.load(Ordering::SeqCst) {
                 let urls = targets.lock().map(|t| t.clone()).unwrap_or_default();
                 let percents = urls.iter().map(|u| gateway_percent(&client, u)).collect();
-                samples.push(PercentSample {
-                    at: started.elapsed().as_secs_f64(),
-                    percents,
-                });
+                if let Ok(mut samples) = sink.lock() {
+                    samples.push(PercentSample {
+                        at: started.elapsed().as_secs_f64(),
+                        percents,
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            samples
         });
-        Self { stop, thread }
+        Self {
+            stop,
+            thread,
+            samples,
+        }
+    }
+
+    /// Every percent any gateway reported between two load times (seconds).
+    pub fn percents_between(&self, from: f64, to: f64) -> Vec<f64> {
+        let samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        samples
+            .iter()
+            .filter(|s| (from..=to).contains(&s.at))
+            .flat_map(|s| s.percents.iter().flatten().copied())
+            .collect()
     }
 
     /// Stop and return the samples.
     pub fn finish(self) -> Vec<PercentSample> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().unwrap_or_default()
+        let _ = self.thread.join();
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 

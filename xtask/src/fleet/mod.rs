@@ -11,11 +11,13 @@
 //! stand-in holds with the same size and SHA-256; no file is stored twice; a stored file without a
 //! receipt only where the response said the outcome was unknown; the percent each gateway applied
 //! matches each controller change within the reload bound. Plus the scenario's own outcome.
-//! Output: a table, `target/upramp/fleet/report.md` and `report.json`; exit 0 only if every check held.
+//! Output: a table, `target/upramp/fleet/report.md`, `report.json` and `timeline.svg` (one panel per
+//! scenario); exit 0 only if every check held.
 
 mod load;
 mod procs;
 mod scenarios;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +34,7 @@ pub use scenarios::Scenario;
 #[derive(Debug, clap::Args)]
 pub struct FleetArgs {
     /// Run one scenario only: happy, async-failure, outage, controller-kill, gateway-kill,
-    /// operator-rollback or prometheus-restart.
+    /// operator-rollback, prometheus-restart, or hang (only when named).
     #[arg(long, value_name = "NAME", value_parser = parse_scenario)]
     pub scenario: Option<Scenario>,
     /// Lower load and shorter bakes (the CI form, at most 5 minutes on 2 cores after the build).
@@ -44,12 +46,12 @@ pub struct FleetArgs {
 }
 
 fn parse_scenario(name: &str) -> Result<Scenario, String> {
-    Scenario::ALL
+    Scenario::NAMED
         .iter()
         .copied()
         .find(|s| s.name() == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            let names: Vec<&str> = Scenario::NAMED.iter().map(|s| s.name()).collect();
             format!(
                 "unknown scenario `{name}` (expected one of {})",
                 names.join(", ")
@@ -83,6 +85,9 @@ pub struct ScenarioReport {
     pub rollback_propagation_secs: Option<f64>,
     /// The checks.
     pub checks: Vec<Check>,
+    /// Its timeline panel (drawn into `timeline.svg`, not repeated in `report.json`).
+    #[serde(skip)]
+    pub panel: Option<upramp_tests::timeline::TimelinePanel>,
 }
 
 impl ScenarioReport {
@@ -150,6 +155,7 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<ExitCode> {
                 requests: 0,
                 outcome: "harness error".to_owned(),
                 rollback_propagation_secs: None,
+                panel: None,
                 checks: vec![Check {
                     name: "scenario ran".to_owned(),
                     passed: false,
@@ -172,6 +178,15 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<ExitCode> {
         passed: reports.iter().all(ScenarioReport::passed),
         scenarios: reports,
     };
+    let panels: Vec<_> = report
+        .scenarios
+        .iter()
+        .filter_map(|s| s.panel.clone())
+        .collect();
+    write(
+        &out.join("timeline.svg"),
+        &upramp_tests::timeline::svg_captioned(&panels, &timeline::FLEET_CAPTIONS),
+    )?;
     let markdown = render_markdown(&report);
     write(&out.join("report.md"), &markdown)?;
     write(

@@ -89,6 +89,9 @@ pub(super) async fn handle(
     control: Arc<ConnControl>,
     request: Request<Incoming>,
 ) -> Reply {
+    if request.uri().path() == FAULTS_CONTROL_PATH {
+        return faults_control(&shared, request).await;
+    }
     let route = Route::parse(shared.flavor, request.method(), request.uri().path());
     let path = request
         .headers()
@@ -140,6 +143,78 @@ pub(super) async fn handle(
             std::future::pending().await
         }
     }
+}
+
+/// Where a process outside the stand-in's own (a `upramp mock` driven by `cargo xtask fleet`) reads and
+/// replaces the fault plan at run time; outside both providers' base paths, so no client route collides.
+pub const FAULTS_CONTROL_PATH: &str = "/_standin/faults";
+/// Longest fault plan a control request may carry.
+const MAX_FAULT_SPEC_BYTES: usize = 4096;
+
+/// `GET` answers the plan in force as text; `PUT` with a plan in the body (the `--faults` syntax)
+/// replaces it for every request arriving from then on. Both need the bearer key, draw no fault
+/// decision (the random sequence of uploads is unchanged) and are not counted as requests.
+async fn faults_control(shared: &Shared, request: Request<Incoming>) -> Reply {
+    if let Some(reply) = auth_rejection(shared, &request) {
+        drain(request.into_body()).await;
+        return reply;
+    }
+    let method = request.method().clone();
+    match method {
+        Method::GET => text_reply(StatusCode::OK, lock(&shared.faults).to_string()),
+        Method::PUT => {
+            let body = match read_limited(request.into_body(), MAX_FAULT_SPEC_BYTES).await {
+                Ok(body) => body,
+                Err(message) => return text_reply(StatusCode::BAD_REQUEST, message),
+            };
+            let Ok(spec) = std::str::from_utf8(&body) else {
+                return text_reply(
+                    StatusCode::BAD_REQUEST,
+                    "fault plan is not UTF-8".to_owned(),
+                );
+            };
+            match crate::fault::FaultPlan::parse(spec.trim()) {
+                Ok(plan) => {
+                    let text = plan.to_string();
+                    *lock(&shared.faults) = plan;
+                    tracing::info!(faults = %text, "stand-in fault plan replaced");
+                    text_reply(StatusCode::OK, text)
+                }
+                Err(err) => text_reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("fault plan `{}`: {err}", spec.trim()),
+                ),
+            }
+        }
+        _ => {
+            drain(request.into_body()).await;
+            text_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} {FAULTS_CONTROL_PATH}: only GET and PUT"),
+            )
+        }
+    }
+}
+
+/// The whole body if it is at most `limit` bytes.
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, String> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => Err(format!(
+            "fault plan body unreadable or over {limit} bytes: {err}"
+        )),
+    }
+}
+
+fn text_reply(status: StatusCode, text: String) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(text)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    reply
 }
 
 async fn delay(shared: &Shared, decision: FaultDecision) {

@@ -4,6 +4,8 @@ mod api;
 mod conn;
 mod server;
 
+pub use api::FAULTS_CONTROL_PATH;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -173,6 +175,11 @@ pub struct StandInStats {
 /// every file in creation order, honouring `after` and `limit` when a client sends them, always
 /// answering `has_more`), `GET /files/{id}`, `GET /files/{id}/content`
 /// and `DELETE /files/{id}`. Every route needs `Authorization: Bearer <api_key>`.
+///
+/// Outside the base path, [`FAULTS_CONTROL_PATH`] (`/_standin/faults`) lets another process change the
+/// fault plan at run time, as [`StandIn::set_faults`] does in-process: `GET` answers the plan in force,
+/// `PUT` with a plan in the `--faults` syntax as the body replaces it (400 with the parse error for a bad
+/// one). It needs the same bearer key and draws no fault decision.
 ///
 /// # Limits and choices where the contract is silent or reads two ways
 ///
