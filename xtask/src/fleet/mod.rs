@@ -87,7 +87,7 @@ pub struct ScenarioReport {
     pub checks: Vec<Check>,
     /// Its timeline panel (drawn into `timeline.svg`, not repeated in `report.json`).
     #[serde(skip)]
-    pub panel: Option<upramp_tests::timeline::TimelinePanel>,
+    pub panel: Option<upramp_validate::timeline::TimelinePanel>,
 }
 
 impl ScenarioReport {
@@ -185,7 +185,7 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<ExitCode> {
         .collect();
     write(
         &out.join("timeline.svg"),
-        &upramp_tests::timeline::svg_captioned(&panels, &timeline::FLEET_CAPTIONS),
+        &upramp_validate::timeline::svg_captioned(&panels, &timeline::FLEET_CAPTIONS),
     )?;
     let markdown = render_markdown(&report);
     write(&out.join("report.md"), &markdown)?;

@@ -1,5 +1,5 @@
 //! One timeline panel per scenario, drawn by the validation engine's renderer
-//! ([`upramp_tests::timeline`]): the percent the gateways applied (from the monitor), each path's
+//! ([`upramp_validate::timeline`]): the percent the gateways applied (from the monitor), each path's
 //! success rate as the gateways counted it (read back from Prometheus), the controller's decisions
 //! (from the audit log) and what the scenario did to the fleet (shaded).
 //!
@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use upramp_rollout::{Decision, DecisionRecord};
-use upramp_tests::observe::DecisionKind;
-use upramp_tests::timeline::{Captions, Marker, Span, TimelinePanel, TimelinePoint};
+use upramp_validate::observe::DecisionKind;
+use upramp_validate::timeline::{Captions, Marker, Span, TimelinePanel, TimelinePoint};
 
 use super::load::PercentSample;
 
-/// The fleet's captions for [`upramp_tests::timeline::svg_captioned`].
+/// The fleet's captions for [`upramp_validate::timeline::svg_captioned`].
 pub const FLEET_CAPTIONS: Captions<'static> = Captions {
     title: "upramp fleet: percent applied and success rate by path, in real time",
     x_axis: "seconds since the load started",
