@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -190,19 +190,24 @@ impl Progress {
 /// The async path's body: the file read in chunks of at most `chunk_size` bytes, hashed as it
 /// goes. It yields exactly `expected.len` bytes or an error; before handing over the last chunk it
 /// checks that the file has not grown, shrunk or been modified, so a changed file never completes
-/// a request body (the provider sees a broken upload, not a mixed one). Memory: one chunk buffer
-/// at a time, whatever the file size.
+/// a request body (the provider sees a broken upload, not a mixed one). Memory: at most
+/// [`READ_AHEAD`] chunks waiting plus the one being read, whatever the file size.
 ///
-/// Each chunk is one task on tokio's blocking pool that reads it, hashes it and (for the last one)
-/// checks the file's end and metadata, so the runtime's workers never block on the disk or spend
-/// time hashing, and a small file costs one pool hop instead of one per call as with `tokio::fs`.
+/// One task on tokio's blocking pool reads and hashes the file, running up to [`READ_AHEAD`]
+/// chunks ahead of the transport: hashing chunk n+1 overlaps sending chunk n on the other core,
+/// the runtime's workers never block on the disk or spend time hashing, and the whole file costs
+/// one pool hand-off for the reading and one for the final check instead of one per chunk.
 pub(crate) struct HashingFileStream {
-    reader: Option<ChunkReader>,
-    remaining: u64,
+    reader: ChunkReader,
     progress: Arc<Progress>,
 }
 
-/// The state a chunk read needs, moved into the blocking task and back.
+/// Chunks read and hashed ahead of the transport, at most. Four keep the hashing thread busy
+/// through the transport's bursts (hyper takes several chunks per socket write) while bounding one
+/// upload's buffers to five chunks.
+pub(crate) const READ_AHEAD: usize = 4;
+
+/// The state the reading task owns.
 struct ChunkReader {
     file: std::fs::File,
     expected: Fingerprint,
@@ -216,40 +221,90 @@ enum ChunkProblem {
     Changed(String),
 }
 
+/// What the reading task hands to the stream, in file order.
+enum Piece {
+    /// A chunk that is not the last.
+    Chunk(Bytes),
+    /// The last chunk, held back until [`FinalCheck::run`] proves the file unchanged.
+    Last(Bytes, FinalCheck),
+}
+
+/// The end-of-file and metadata check, run when the transport asks for the last chunk (not when
+/// it was read ahead), so a file changed while its earlier chunks were being sent still fails.
+struct FinalCheck {
+    file: std::fs::File,
+    expected: Fingerprint,
+    hasher: Sha256,
+}
+
+impl FinalCheck {
+    /// Proves the file still ends where it did and is unchanged; returns its SHA-256 in hex.
+    fn run(mut self) -> Result<String, ChunkProblem> {
+        let mut probe = [0u8; 1];
+        if io::Read::read(&mut self.file, &mut probe).map_err(ChunkProblem::Io)? != 0 {
+            return Err(ChunkProblem::Changed(format!(
+                "it grew past its {} bytes",
+                self.expected.len
+            )));
+        }
+        let now = Fingerprint::of(&self.file.metadata().map_err(ChunkProblem::Io)?);
+        if let Some(why) = self.expected.change_to(&now) {
+            return Err(ChunkProblem::Changed(why));
+        }
+        Ok(hex::encode(self.hasher.finalize()))
+    }
+}
+
 impl ChunkReader {
-    /// Reads the next `want` bytes into the hash; `last` also proves the file ends there unchanged.
-    fn read(&mut self, offset: u64, want: usize, last: bool) -> Result<Bytes, ChunkProblem> {
-        let mut buffer = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match io::Read::read(&mut self.file, &mut buffer[filled..]) {
-                Ok(0) => {
-                    return Err(ChunkProblem::Changed(format!(
-                        "it ended after {} of {} bytes",
-                        offset + filled as u64,
-                        self.expected.len
-                    )))
-                }
-                Ok(read) => filled += read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(ChunkProblem::Io(err)),
-            }
+    /// Reads the next `want` bytes into the hash.
+    fn read(&mut self, offset: u64, want: usize) -> Result<Bytes, ChunkProblem> {
+        // Read into uninitialised capacity (`take` + `read_to_end` does not zero it first): a
+        // zero-filled buffer would cost one more pass over every byte of the file.
+        let mut buffer = Vec::with_capacity(want);
+        let read = io::Read::read_to_end(
+            &mut io::Read::take(&mut self.file, want as u64),
+            &mut buffer,
+        )
+        .map_err(ChunkProblem::Io)?;
+        if read < want {
+            return Err(ChunkProblem::Changed(format!(
+                "it ended after {} of {} bytes",
+                offset + read as u64,
+                self.expected.len
+            )));
         }
         self.hasher.update(&buffer);
-        if last {
-            let mut probe = [0u8; 1];
-            if io::Read::read(&mut self.file, &mut probe).map_err(ChunkProblem::Io)? != 0 {
-                return Err(ChunkProblem::Changed(format!(
-                    "it grew past its {} bytes",
-                    self.expected.len
-                )));
+        Ok(Bytes::from(buffer))
+    }
+
+    /// Reads the whole file into `pieces`, stopping at the first problem or when the stream has
+    /// gone (the upload was dropped). Runs on a blocking-pool thread.
+    fn run(mut self, pieces: &tokio::sync::mpsc::Sender<Result<Piece, ChunkProblem>>) {
+        let mut remaining = self.expected.len;
+        loop {
+            let want = remaining.min(self.chunk_size as u64) as usize;
+            let offset = self.expected.len - remaining;
+            let chunk = match self.read(offset, want) {
+                Ok(chunk) => chunk,
+                Err(problem) => {
+                    let _ = pieces.blocking_send(Err(problem));
+                    return;
+                }
+            };
+            remaining -= want as u64;
+            if remaining == 0 {
+                let check = FinalCheck {
+                    file: self.file,
+                    expected: self.expected,
+                    hasher: self.hasher,
+                };
+                let _ = pieces.blocking_send(Ok(Piece::Last(chunk, check)));
+                return;
             }
-            let now = Fingerprint::of(&self.file.metadata().map_err(ChunkProblem::Io)?);
-            if let Some(why) = self.expected.change_to(&now) {
-                return Err(ChunkProblem::Changed(why));
+            if pieces.blocking_send(Ok(Piece::Chunk(chunk))).is_err() {
+                return;
             }
         }
-        Ok(buffer.freeze())
     }
 }
 
@@ -273,60 +328,60 @@ impl HashingFileStream {
         .await
         .map_err(|join| ReadFailure::Io(io::Error::other(join)))??;
         Ok(Self {
-            reader: Some(ChunkReader {
+            reader: ChunkReader {
                 file,
                 expected,
                 chunk_size: chunk_size.max(1),
                 hasher: Sha256::new(),
-            }),
-            remaining: expected.len,
+            },
             progress,
         })
     }
 
-    /// Turn the reader into the chunk stream the provider's body takes.
+    /// Turn the reader into the chunk stream the provider's body takes. Reading starts when the
+    /// transport first polls the body (a request that never gets to send reads nothing);
+    /// dropping the stream stops the reading task at its next chunk.
     pub(crate) fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-        futures::stream::try_unfold(self, |mut state| async move {
-            if state.remaining == 0 {
-                return Ok(None);
-            }
-            let chunk = state.next_chunk().await?;
-            state.progress.record_pull(chunk.len());
-            Ok(Some((chunk, state)))
-        })
-    }
-
-    async fn next_chunk(&mut self) -> io::Result<Bytes> {
-        let mut reader = self
-            .reader
-            .take()
-            .ok_or_else(|| io::Error::other("the file stream failed earlier"))?;
-        let want = self.remaining.min(reader.chunk_size as u64) as usize;
-        let last = self.remaining == want as u64;
-        let offset = reader.expected.len - self.remaining;
-        let (reader, read) = tokio::task::spawn_blocking(move || {
-            let read = reader.read(offset, want, last);
-            (reader, read)
-        })
-        .await
-        .map_err(io::Error::other)?;
-        let chunk = match read {
-            Ok(chunk) => chunk,
-            Err(ChunkProblem::Io(err)) => return Err(err),
-            Err(ChunkProblem::Changed(why)) => return Err(self.progress.record_change(why)),
-        };
-        self.remaining -= want as u64;
-        if last {
-            let digest = reader.hasher.finalize();
-            *self
-                .progress
-                .sha256
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(hex::encode(digest));
-        } else {
-            self.reader = Some(reader);
-        }
-        Ok(chunk)
+        let Self { reader, progress } = self;
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let mut unstarted = Some((reader, sender));
+        futures::stream::try_unfold(
+            (receiver, progress, false),
+            move |(mut receiver, progress, done)| {
+                if let Some((reader, sender)) = unstarted.take() {
+                    tokio::task::spawn_blocking(move || reader.run(&sender));
+                }
+                async move {
+                    if done {
+                        return Ok(None);
+                    }
+                    let piece = receiver
+                        .recv()
+                        .await
+                        .ok_or_else(|| io::Error::other("the file reader stopped early"))?;
+                    let problem = |problem| match problem {
+                        ChunkProblem::Io(err) => err,
+                        ChunkProblem::Changed(why) => progress.record_change(why),
+                    };
+                    let (chunk, last) = match piece.map_err(problem)? {
+                        Piece::Chunk(chunk) => (chunk, false),
+                        Piece::Last(chunk, check) => {
+                            let digest = tokio::task::spawn_blocking(move || check.run())
+                                .await
+                                .map_err(io::Error::other)?
+                                .map_err(problem)?;
+                            *progress
+                                .sha256
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = Some(digest);
+                            (chunk, true)
+                        }
+                    };
+                    progress.record_pull(chunk.len());
+                    Ok(Some((chunk, (receiver, progress, last))))
+                }
+            },
+        )
     }
 }
 
