@@ -203,9 +203,14 @@ pub(crate) struct HashingFileStream {
 }
 
 /// Chunks read and hashed ahead of the transport, at most. Four keep the hashing thread busy
-/// through the transport's bursts (hyper takes several chunks per socket write) while bounding one
-/// upload's buffers to five chunks.
+/// through the transport's bursts (hyper takes several chunks per socket write).
 pub(crate) const READ_AHEAD: usize = 4;
+
+/// Chunk buffers one upload allocates, at most: the chunks read ahead, the one being read, and
+/// those the transport still holds (hyper queues up to about 400 KB before writing). Once all
+/// exist, a buffer the transport has sent is reused: no allocation, page fault or zero-fill per
+/// chunk, and one upload's memory stays at `BUFFERS` chunks whatever the file size.
+const BUFFERS: usize = 8;
 
 /// The state the reading task owns.
 struct ChunkReader {
@@ -213,6 +218,79 @@ struct ChunkReader {
     expected: Fingerprint,
     chunk_size: usize,
     hasher: Sha256,
+    pool: BufferPool,
+}
+
+/// The reading task's chunk buffers: each goes back to `spare` when the transport drops the last
+/// handle to its chunk.
+struct BufferPool {
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    allocated: usize,
+}
+
+impl BufferPool {
+    fn new() -> Self {
+        let (home, spare) = std::sync::mpsc::channel();
+        Self {
+            home,
+            spare,
+            allocated: 0,
+        }
+    }
+
+    /// A buffer of at least `size` bytes: a returned one, a new one while fewer than
+    /// [`BUFFERS`] exist, else the next one the transport returns. `None` when the stream is gone
+    /// (`closed`) before one comes back.
+    fn take(&mut self, size: usize, closed: &dyn Fn() -> bool) -> Option<Vec<u8>> {
+        let mut buffer = match self.spare.try_recv() {
+            Ok(buffer) => buffer,
+            Err(_) if self.allocated < BUFFERS => {
+                self.allocated += 1;
+                // `vec!` of zeroes asks the allocator for zeroed memory: no separate fill.
+                return Some(vec![0u8; size]);
+            }
+            Err(_) => loop {
+                match self.spare.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(buffer) => break buffer,
+                    Err(_) if closed() => return None,
+                    Err(_) => {}
+                }
+            },
+        };
+        if buffer.len() < size {
+            buffer.resize(size, 0);
+        }
+        Some(buffer)
+    }
+
+    /// `buffer[..len]` as a chunk whose buffer returns here once sent.
+    fn chunk(&self, buffer: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(PooledBuffer {
+            data: buffer,
+            len,
+            home: self.home.clone(),
+        })
+    }
+}
+
+/// A chunk's buffer, back to its pool when dropped (or freed, if the reading task has ended).
+struct PooledBuffer {
+    data: Vec<u8>,
+    len: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let _ = self.home.send(std::mem::take(&mut self.data));
+    }
 }
 
 /// Why a chunk could not be produced.
@@ -256,25 +334,26 @@ impl FinalCheck {
 }
 
 impl ChunkReader {
-    /// Reads the next `want` bytes into the hash.
-    fn read(&mut self, offset: u64, want: usize) -> Result<Bytes, ChunkProblem> {
-        // Read into uninitialised capacity (`take` + `read_to_end` does not zero it first): a
-        // zero-filled buffer would cost one more pass over every byte of the file.
-        let mut buffer = Vec::with_capacity(want);
-        let read = io::Read::read_to_end(
-            &mut io::Read::take(&mut self.file, want as u64),
-            &mut buffer,
-        )
-        .map_err(ChunkProblem::Io)?;
-        if read < want {
-            return Err(ChunkProblem::Changed(format!(
-                "it ended after {} of {} bytes",
-                offset + read as u64,
-                self.expected.len
-            )));
+    /// Reads the next `want` bytes into `buffer` (one `read` call when the disk keeps up) and
+    /// into the hash.
+    fn read(&mut self, buffer: &mut [u8], offset: u64) -> Result<(), ChunkProblem> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match io::Read::read(&mut self.file, &mut buffer[filled..]) {
+                Ok(0) => {
+                    return Err(ChunkProblem::Changed(format!(
+                        "it ended after {} of {} bytes",
+                        offset + filled as u64,
+                        self.expected.len
+                    )))
+                }
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ChunkProblem::Io(err)),
+            }
         }
-        self.hasher.update(&buffer);
-        Ok(Bytes::from(buffer))
+        self.hasher.update(&*buffer);
+        Ok(())
     }
 
     /// Reads the whole file into `pieces`, stopping at the first problem or when the stream has
@@ -284,13 +363,14 @@ impl ChunkReader {
         loop {
             let want = remaining.min(self.chunk_size as u64) as usize;
             let offset = self.expected.len - remaining;
-            let chunk = match self.read(offset, want) {
-                Ok(chunk) => chunk,
-                Err(problem) => {
-                    let _ = pieces.blocking_send(Err(problem));
-                    return;
-                }
+            let Some(mut buffer) = self.pool.take(want, &|| pieces.is_closed()) else {
+                return;
             };
+            if let Err(problem) = self.read(&mut buffer[..want], offset) {
+                let _ = pieces.blocking_send(Err(problem));
+                return;
+            }
+            let chunk = self.pool.chunk(buffer, want);
             remaining -= want as u64;
             if remaining == 0 {
                 let check = FinalCheck {
@@ -333,6 +413,7 @@ impl HashingFileStream {
                 expected,
                 chunk_size: chunk_size.max(1),
                 hasher: Sha256::new(),
+                pool: BufferPool::new(),
             },
             progress,
         })
