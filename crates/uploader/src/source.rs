@@ -251,7 +251,10 @@ impl BufferPool {
                 return Some(vec![0u8; size]);
             }
             Err(_) => loop {
-                match self.spare.recv_timeout(std::time::Duration::from_millis(100)) {
+                match self
+                    .spare
+                    .recv_timeout(std::time::Duration::from_millis(100))
+                {
                     Ok(buffer) => break buffer,
                     Err(_) if closed() => return None,
                     Err(_) => {}

@@ -39,13 +39,12 @@ use self::cli::{CliPath, SourceFile};
 use self::machine::Machine;
 use self::process::{child_report, measure, measure_with_env, run_worker, StandInProcess};
 use self::proto::{
-    BatchReport, HashReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport,
-    UploadReport,
+    BatchReport, HashReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
 };
 use self::results::{
     BenchResults, CliRun, CliThroughputResults, FlagEvalResults, HashAlone, LargeUploadResults,
-    LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, Scenario, ThroughputResults,
-    ReceiverTransfers, Transfer, ValidateResults,
+    LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, ReceiverTransfers, Scenario,
+    ThroughputResults, Transfer, ValidateResults,
 };
 
 /// Options of `cargo xtask bench`.
@@ -709,7 +708,9 @@ fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> 
         });
     }
     let mut measured = Vec::new();
-    for ((name, receiver), (best, uploads)) in receivers.into_iter().zip(fastest.into_iter().zip(uploads)) {
+    for ((name, receiver), (best, uploads)) in
+        receivers.into_iter().zip(fastest.into_iter().zip(uploads))
+    {
         let receiver_peak_rss_kib = receiver.peak_rss_kib();
         check_stored(&receiver.stop()?, uploads)?;
         let (Some(async_path), Some(tcp_copy)) = (best.async_path, best.tcp_copy) else {

@@ -196,6 +196,9 @@ mod tests {
         assert!(ends.form("b0und").is_err());
         let mut ends = BodyEnds::new();
         ends.push(b"--b0und\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nxyz\r\n--b0und--\r\n");
-        assert_eq!(ends.form("b0und").unwrap_err(), "file and purpose are required");
+        assert_eq!(
+            ends.form("b0und").unwrap_err(),
+            "file and purpose are required"
+        );
     }
 }

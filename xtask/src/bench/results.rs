@@ -732,6 +732,20 @@ pub fn render_table(results: &BenchResults) -> String {
                         .map_or_else(dash, |x| format!("{x:.2}x{spread}")),
                     format!("{:.2}x", r.async_vs_tcp),
                 ]);
+                if r.receiver == NO_WORK_RECEIVER {
+                    // A sender that hashes every byte on one core cannot finish before the hash
+                    // alone does: the best async/curl ratio this host allows.
+                    let ceiling = r.curl.as_ref().map(|c| {
+                        format!("{:.2}x", c.wall_secs / l.sha256_alone.cpu_secs.max(1e-9))
+                    });
+                    rows.push(vec![
+                        "large".to_owned(),
+                        "ceiling: curl wall / SHA-256 alone CPU".to_owned(),
+                        dash(),
+                        dash(),
+                        ceiling.unwrap_or_else(dash),
+                    ]);
+                }
                 rows.push(vec![
                     "large".to_owned(),
                     format!("sender CPU, {to}"),
