@@ -206,12 +206,6 @@ pub(crate) struct HashingFileStream {
 /// through the transport's bursts (hyper takes several chunks per socket write).
 pub(crate) const READ_AHEAD: usize = 4;
 
-/// Chunk buffers one upload allocates, at most: the chunks read ahead, the one being read, and
-/// those the transport still holds (hyper queues up to about 400 KB before writing). Once all
-/// exist, a buffer the transport has sent is reused: no allocation, page fault or zero-fill per
-/// chunk, and one upload's memory stays at `BUFFERS` chunks whatever the file size.
-const BUFFERS: usize = 8;
-
 /// The state the reading task owns.
 struct ChunkReader {
     file: std::fs::File,
@@ -222,49 +216,32 @@ struct ChunkReader {
 }
 
 /// The reading task's chunk buffers: each goes back to `spare` when the transport drops the last
-/// handle to its chunk.
+/// handle to its chunk, and is reused for a later chunk: in steady state no allocation, page
+/// fault or zero-fill per chunk.
 struct BufferPool {
     home: std::sync::mpsc::Sender<Vec<u8>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    allocated: usize,
 }
 
 impl BufferPool {
     fn new() -> Self {
         let (home, spare) = std::sync::mpsc::channel();
-        Self {
-            home,
-            spare,
-            allocated: 0,
-        }
+        Self { home, spare }
     }
 
-    /// A buffer of at least `size` bytes: a returned one, a new one while fewer than
-    /// [`BUFFERS`] exist, else the next one the transport returns. `None` when the stream is gone
-    /// (`closed`) before one comes back.
-    fn take(&mut self, size: usize, closed: &dyn Fn() -> bool) -> Option<Vec<u8>> {
+    /// A buffer of at least `size` bytes: a returned one, else a new one. It never waits for a
+    /// buffer to come back: a consumer may keep its chunks (a test collecting the body), and the
+    /// chunk channel's capacity, not the pool, is what bounds the read-ahead.
+    fn take(&mut self, size: usize) -> Vec<u8> {
         let mut buffer = match self.spare.try_recv() {
             Ok(buffer) => buffer,
-            Err(_) if self.allocated < BUFFERS => {
-                self.allocated += 1;
-                // `vec!` of zeroes asks the allocator for zeroed memory: no separate fill.
-                return Some(vec![0u8; size]);
-            }
-            Err(_) => loop {
-                match self
-                    .spare
-                    .recv_timeout(std::time::Duration::from_millis(100))
-                {
-                    Ok(buffer) => break buffer,
-                    Err(_) if closed() => return None,
-                    Err(_) => {}
-                }
-            },
+            // `vec!` of zeroes asks the allocator for zeroed memory: no separate fill.
+            Err(_) => return vec![0u8; size],
         };
         if buffer.len() < size {
             buffer.resize(size, 0);
         }
-        Some(buffer)
+        buffer
     }
 
     /// `buffer[..len]` as a chunk whose buffer returns here once sent.
@@ -366,9 +343,7 @@ impl ChunkReader {
         loop {
             let want = remaining.min(self.chunk_size as u64) as usize;
             let offset = self.expected.len - remaining;
-            let Some(mut buffer) = self.pool.take(want, &|| pieces.is_closed()) else {
-                return;
-            };
+            let mut buffer = self.pool.take(want);
             if let Err(problem) = self.read(&mut buffer[..want], offset) {
                 let _ = pieces.blocking_send(Err(problem));
                 return;
