@@ -4,9 +4,12 @@
 //!
 //! - `serve`: a Kimi stand-in (with optional added latency) until standard input closes.
 //! - `sink`: a contract-free streaming receiver for uploads above the stand-ins' 100 MB cap.
+//! - `discard`: a receiver that does no per-byte work (reads and drops the body, answers a file
+//!   object). Both receivers also take raw TCP on a second port, doing the same per-byte work.
 //! - `upload` / `idle`: one upload on a forced path, or the same setup without uploading.
 //! - `batch`: many files on one path, closed loop. `open-loop`: arrivals at a fixed rate with a deadline.
-//! - `tcp-copy`: the file over a plain loopback socket into a discarding listener.
+//! - `tcp-copy`: the file over a plain loopback socket into a receiver's raw TCP port.
+//! - `hash`: the SHA-256 of a file alone, read as the async path reads it.
 //! - `generate`: seeded incompressible files. `rusage -- CMD...`: run one child, report its usage.
 
 #[path = "../src/bench/proto.rs"]
@@ -26,9 +29,12 @@ use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../src/bench/receiver.rs"]
+mod receiver;
+
 use proto::{
-    BatchReport, GenerateReport, OpenLoopReport, RequestEnd, RusageReport, ServeReady,
-    ServeSummary, TcpCopyReport, UploadReport, KEY_ENV,
+    BatchReport, GenerateReport, HashReport, OpenLoopReport, ReceiverReady, RequestEnd,
+    RusageReport, ServeReady, ServeSummary, TcpCopyReport, UploadReport, KEY_ENV,
 };
 use upramp_flags::{FlagConfig, FlagStore, Percent};
 use upramp_harness::{FaultPlan, Flavor, StandIn, StandInConfig};
@@ -57,6 +63,14 @@ enum Cmd {
     },
     /// Run a streaming upload receiver without a size cap until standard input closes.
     Sink,
+    /// Run a receiver that reads and discards each body (no per-byte work) until standard input
+    /// closes.
+    Discard,
+    /// Hash one file alone (SHA-256), reading it in chunks as the async path does.
+    Hash {
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Upload one file on a forced path.
     Upload {
         #[arg(long)]
@@ -96,10 +110,12 @@ enum Cmd {
         #[arg(long)]
         timeout_ms: u64,
     },
-    /// Send the file over loopback TCP into a listener that discards it.
+    /// Send the file over loopback TCP to a receiver's raw port (`host:port`).
     TcpCopy {
         #[arg(long)]
         file: PathBuf,
+        #[arg(long)]
+        addr: String,
     },
     /// Write seeded incompressible files.
     Generate {
@@ -156,6 +172,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             count,
             bytes,
         } => print(&generate(&dir, &prefix, count, bytes)?),
+        Cmd::Hash { file } => print(&hash_alone(&file)?),
+        Cmd::TcpCopy { file, addr } => print(&tcp_copy(&file, &addr)?),
         command => {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
@@ -167,7 +185,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 async fn run_async(command: Cmd) -> anyhow::Result<()> {
     match command {
         Cmd::Serve { latency_ms } => serve(latency_ms).await,
-        Cmd::Sink => sink().await,
+        Cmd::Sink => sink(ReceiverWork::Sha256).await,
+        Cmd::Discard => sink(ReceiverWork::Nothing).await,
         Cmd::Upload {
             base_url,
             path,
@@ -208,8 +227,9 @@ async fn run_async(command: Cmd) -> anyhow::Result<()> {
             duration_secs,
             timeout_ms,
         } => print(&open_loop(&base_url, path, &file, rate, duration_secs, timeout_ms).await?),
-        Cmd::TcpCopy { file } => print(&tcp_copy(&file).await?),
-        Cmd::Rusage { .. } | Cmd::Generate { .. } => bail!("not an async subcommand"),
+        Cmd::Rusage { .. } | Cmd::Generate { .. } | Cmd::Hash { .. } | Cmd::TcpCopy { .. } => {
+            bail!("not an async subcommand")
+        }
     }
 }
 
@@ -298,7 +318,16 @@ struct SinkState {
     bytes: AtomicU64,
 }
 
-async fn sink() -> anyhow::Result<()> {
+/// The per-byte work a receiver does, on HTTP and on its raw TCP port alike.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReceiverWork {
+    /// Multipart parse and SHA-256 over HTTP, SHA-256 over raw TCP: what the stand-ins do.
+    Sha256,
+    /// None: read and drop.
+    Nothing,
+}
+
+async fn sink(work: ReceiverWork) -> anyhow::Result<()> {
     let key = api_key()?;
     let state = Arc::new(SinkState::default());
     let handler_state = Arc::clone(&state);
@@ -308,7 +337,12 @@ async fn sink() -> anyhow::Result<()> {
             axum::routing::post(move |request: axum::extract::Request| {
                 let state = Arc::clone(&handler_state);
                 let expected = format!("Bearer {key}");
-                async move { sink_upload(&state, &expected, request).await }
+                async move {
+                    match work {
+                        ReceiverWork::Sha256 => sink_upload(&state, &expected, request).await,
+                        ReceiverWork::Nothing => discard_upload(&state, &expected, request).await,
+                    }
+                }
             }),
         )
         // The sink exists to take bodies larger than any default cap.
@@ -318,12 +352,19 @@ async fn sink() -> anyhow::Result<()> {
         .context("cannot bind the sink")?;
     let addr = listener.local_addr().context("sink address")?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    print(&ServeReady {
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the raw TCP port")?;
+    let raw_addr = raw.local_addr().context("raw TCP address")?;
+    let raw_server = tokio::spawn(raw_tcp_receiver(raw, work));
+    print(&ReceiverReady {
         base_url: format!("http://{addr}/v1"),
         pid: std::process::id(),
+        tcp_addr: Some(raw_addr.to_string()),
     })?;
     wait_for_stdin_close().await?;
     server.abort();
+    raw_server.abort();
     print(&ServeSummary {
         stored_files: state.files.load(Ordering::Relaxed),
         stored_bytes: state.bytes.load(Ordering::Relaxed),
@@ -428,6 +469,128 @@ async fn sink_upload(
     (StatusCode::OK, axum::Json(body))
 }
 
+/// Read and drop one upload's body, keeping only its first and last few KiB to find the form's
+/// fields, and answer with a Kimi file object: no parse, copy or hash of the file's bytes.
+async fn discard_upload(
+    state: &SinkState,
+    expected_auth: &str,
+    request: axum::extract::Request,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    use axum::http::{header, StatusCode};
+    let headers = request.headers();
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(expected_auth)
+    {
+        return error_reply(
+            StatusCode::UNAUTHORIZED,
+            "invalid_authentication_error",
+            "bad key",
+        );
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = match multer::parse_boundary(content_type) {
+        Ok(boundary) => boundary,
+        Err(err) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &err.to_string(),
+            )
+        }
+    };
+    let mut ends = receiver::BodyEnds::new();
+    let mut body = request.into_body().into_data_stream();
+    while let Some(frame) = body.next().await {
+        match frame {
+            Ok(bytes) => ends.push(&bytes),
+            Err(err) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &err.to_string(),
+                )
+            }
+        }
+    }
+    let form = match ends.form(&boundary) {
+        Ok(form) => form,
+        Err(why) => return error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", &why),
+    };
+    let number = state.files.fetch_add(1, Ordering::Relaxed) + 1;
+    state.bytes.fetch_add(form.file_bytes, Ordering::Relaxed);
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let body = serde_json::json!({
+        "id": format!("file-discard-{number}"),
+        "object": "file",
+        "bytes": form.file_bytes,
+        "created_at": created_at,
+        "filename": form.filename,
+        "purpose": form.purpose,
+        "status": "ok",
+    });
+    (StatusCode::OK, axum::Json(body))
+}
+
+/// The raw TCP port of a receiver: each connection is read to its end (256 KiB reads) with the
+/// receiver's per-byte work, then answered with the byte count (8 bytes, little-endian), so the
+/// sender's time covers the receiver seeing every byte.
+async fn raw_tcp_receiver(listener: tokio::net::TcpListener, work: ReceiverWork) {
+    while let Ok((mut socket, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 256 * 1024];
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            loop {
+                match socket.read(&mut buffer).await {
+                    Ok(0) => break,
+                    Ok(read) => {
+                        total += read as u64;
+                        if work == ReceiverWork::Sha256 {
+                            hasher.update(&buffer[..read]);
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            let _digest = hasher.finalize();
+            let _ = socket.write_all(&total.to_le_bytes()).await;
+        });
+    }
+}
+
+/// The SHA-256 of `file` alone, read in 256 KiB chunks into one buffer (the async path's read
+/// size at most, without its transport): the hashing cost the async path cannot avoid.
+fn hash_alone(file: &Path) -> anyhow::Result<HashReport> {
+    let started = Instant::now();
+    let mut source =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    loop {
+        let read = source
+            .read(&mut buffer)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        bytes += read as u64;
+    }
+    Ok(HashReport {
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
 fn error_reply(
     status: axum::http::StatusCode,
     kind: &str,
@@ -523,54 +686,35 @@ async fn open_loop(
     })
 }
 
-/// The bytes of `file` through a loopback socket into a discarding reader: the most any HTTP upload
-/// on this machine could do, with the same 128 KiB reads the async path uses.
-async fn tcp_copy(file: &Path) -> anyhow::Result<TcpCopyReport> {
-    const CHUNK: usize = 128 * 1024;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind")?;
-    let addr = listener.local_addr().context("listener address")?;
-    let receiver = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await?;
-        let mut buffer = vec![0u8; CHUNK];
-        let mut total = 0u64;
-        loop {
-            let read = socket.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok::<u64, std::io::Error>(total);
-            }
-            total += read as u64;
-        }
-    });
+/// The bytes of `file` through a loopback socket into a receiver's raw TCP port: the most any
+/// HTTP upload to that receiver could do. Plain blocking reads and writes of 256 KiB (the async
+/// path's largest chunk) on one thread, as `cat FILE > socket` would.
+fn tcp_copy(file: &Path, addr: &str) -> anyhow::Result<TcpCopyReport> {
+    const CHUNK: usize = 256 * 1024;
     let started = Instant::now();
-    let mut source = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("cannot open {}", file.display()))?;
-    let mut socket = tokio::net::TcpStream::connect(addr)
-        .await
-        .context("cannot connect")?;
+    let mut source =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut socket =
+        std::net::TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
     let mut buffer = vec![0u8; CHUNK];
     loop {
         let read = source
             .read(&mut buffer)
-            .await
             .with_context(|| format!("cannot read {}", file.display()))?;
         if read == 0 {
             break;
         }
-        socket
-            .write_all(&buffer[..read])
-            .await
-            .context("cannot send")?;
+        socket.write_all(&buffer[..read]).context("cannot send")?;
     }
-    socket.shutdown().await.context("cannot close the socket")?;
-    let bytes = receiver
-        .await
-        .context("the receiver panicked")?
-        .context("the receiver failed")?;
+    socket
+        .shutdown(std::net::Shutdown::Write)
+        .context("cannot close the socket")?;
+    let mut count = [0u8; 8];
+    socket
+        .read_exact(&mut count)
+        .context("the receiver did not report its byte count")?;
     Ok(TcpCopyReport {
-        bytes,
+        bytes: u64::from_le_bytes(count),
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
 }

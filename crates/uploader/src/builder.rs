@@ -18,8 +18,9 @@ use crate::timeouts::Timeouts;
 /// Smallest and largest accepted chunk size of the async path.
 pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=256 * 1024;
 
-/// The default chunk size of the async path: 128 KiB.
-pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
+/// The default chunk size of the async path: 256 KiB. Fewer, larger chunks mean fewer reads,
+/// wake-ups and socket writes per byte (one 500 MB upload: about 1,900 instead of 3,800).
+pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
 
 /// Ids remembered to keep two requests from adopting the same stored file.
 const CLAIMED_IDS: usize = 16_384;
@@ -148,7 +149,7 @@ impl UploaderBuilder {
         self
     }
 
-    /// The async path's read size, 64-256 KiB (default 128 KiB).
+    /// The async path's read size, 64-256 KiB (default 256 KiB).
     #[must_use]
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = bytes;

@@ -1,7 +1,7 @@
 //! upramp-uploader: upload files to an LLM provider on the path a feature flag chooses.
 //!
 //! - **async** (new): the file is streamed from disk in bounded chunks (64-256 KiB, default
-//!   128 KiB) with a known `Content-Length`, its SHA-256 computed as it goes, many uploads in flight
+//!   256 KiB) with a known `Content-Length`, its SHA-256 computed as it goes, many uploads in flight
 //!   under a semaphore ([`UploaderBuilder::concurrency`]). Memory per upload is a few chunks,
 //!   whatever the file size.
 //! - **sync** (legacy): the whole file is read into memory and sent by the blocking client on a

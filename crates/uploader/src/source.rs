@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -190,24 +190,87 @@ impl Progress {
 /// The async path's body: the file read in chunks of at most `chunk_size` bytes, hashed as it
 /// goes. It yields exactly `expected.len` bytes or an error; before handing over the last chunk it
 /// checks that the file has not grown, shrunk or been modified, so a changed file never completes
-/// a request body (the provider sees a broken upload, not a mixed one). Memory: one chunk buffer
-/// at a time, whatever the file size.
+/// a request body (the provider sees a broken upload, not a mixed one). Memory: at most
+/// [`READ_AHEAD`] chunks waiting plus the one being read, whatever the file size.
 ///
-/// Each chunk is one task on tokio's blocking pool that reads it, hashes it and (for the last one)
-/// checks the file's end and metadata, so the runtime's workers never block on the disk or spend
-/// time hashing, and a small file costs one pool hop instead of one per call as with `tokio::fs`.
+/// One task on tokio's blocking pool reads and hashes the file, running up to [`READ_AHEAD`]
+/// chunks ahead of the transport: hashing chunk n+1 overlaps sending chunk n on the other core,
+/// the runtime's workers never block on the disk or spend time hashing, and the whole file costs
+/// one pool hand-off for the reading and one for the final check instead of one per chunk.
 pub(crate) struct HashingFileStream {
-    reader: Option<ChunkReader>,
-    remaining: u64,
+    reader: ChunkReader,
     progress: Arc<Progress>,
 }
 
-/// The state a chunk read needs, moved into the blocking task and back.
+/// Chunks read and hashed ahead of the transport, at most. Four keep the hashing thread busy
+/// through the transport's bursts (hyper takes several chunks per socket write).
+pub(crate) const READ_AHEAD: usize = 4;
+
+/// The state the reading task owns.
 struct ChunkReader {
     file: std::fs::File,
     expected: Fingerprint,
     chunk_size: usize,
     hasher: Sha256,
+    pool: BufferPool,
+}
+
+/// The reading task's chunk buffers: each goes back to `spare` when the transport drops the last
+/// handle to its chunk, and is reused for a later chunk: in steady state no allocation, page
+/// fault or zero-fill per chunk.
+struct BufferPool {
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl BufferPool {
+    fn new() -> Self {
+        let (home, spare) = std::sync::mpsc::channel();
+        Self { home, spare }
+    }
+
+    /// A buffer of at least `size` bytes: a returned one, else a new one. It never waits for a
+    /// buffer to come back: a consumer may keep its chunks (a test collecting the body), and the
+    /// chunk channel's capacity, not the pool, is what bounds the read-ahead.
+    fn take(&mut self, size: usize) -> Vec<u8> {
+        let mut buffer = match self.spare.try_recv() {
+            Ok(buffer) => buffer,
+            // `vec!` of zeroes asks the allocator for zeroed memory: no separate fill.
+            Err(_) => return vec![0u8; size],
+        };
+        if buffer.len() < size {
+            buffer.resize(size, 0);
+        }
+        buffer
+    }
+
+    /// `buffer[..len]` as a chunk whose buffer returns here once sent.
+    fn chunk(&self, buffer: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(PooledBuffer {
+            data: buffer,
+            len,
+            home: self.home.clone(),
+        })
+    }
+}
+
+/// A chunk's buffer, back to its pool when dropped (or freed, if the reading task has ended).
+struct PooledBuffer {
+    data: Vec<u8>,
+    len: usize,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PooledBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let _ = self.home.send(std::mem::take(&mut self.data));
+    }
 }
 
 /// Why a chunk could not be produced.
@@ -216,12 +279,46 @@ enum ChunkProblem {
     Changed(String),
 }
 
+/// What the reading task hands to the stream, in file order.
+enum Piece {
+    /// A chunk that is not the last.
+    Chunk(Bytes),
+    /// The last chunk, held back until [`FinalCheck::run`] proves the file unchanged.
+    Last(Bytes, FinalCheck),
+}
+
+/// The end-of-file and metadata check, run when the transport asks for the last chunk (not when
+/// it was read ahead), so a file changed while its earlier chunks were being sent still fails.
+struct FinalCheck {
+    file: std::fs::File,
+    expected: Fingerprint,
+    hasher: Sha256,
+}
+
+impl FinalCheck {
+    /// Proves the file still ends where it did and is unchanged; returns its SHA-256 in hex.
+    fn run(mut self) -> Result<String, ChunkProblem> {
+        let mut probe = [0u8; 1];
+        if io::Read::read(&mut self.file, &mut probe).map_err(ChunkProblem::Io)? != 0 {
+            return Err(ChunkProblem::Changed(format!(
+                "it grew past its {} bytes",
+                self.expected.len
+            )));
+        }
+        let now = Fingerprint::of(&self.file.metadata().map_err(ChunkProblem::Io)?);
+        if let Some(why) = self.expected.change_to(&now) {
+            return Err(ChunkProblem::Changed(why));
+        }
+        Ok(hex::encode(self.hasher.finalize()))
+    }
+}
+
 impl ChunkReader {
-    /// Reads the next `want` bytes into the hash; `last` also proves the file ends there unchanged.
-    fn read(&mut self, offset: u64, want: usize, last: bool) -> Result<Bytes, ChunkProblem> {
-        let mut buffer = BytesMut::zeroed(want);
+    /// Reads the next `want` bytes into `buffer` (one `read` call when the disk keeps up) and
+    /// into the hash.
+    fn read(&mut self, buffer: &mut [u8], offset: u64) -> Result<(), ChunkProblem> {
         let mut filled = 0;
-        while filled < want {
+        while filled < buffer.len() {
             match io::Read::read(&mut self.file, &mut buffer[filled..]) {
                 Ok(0) => {
                     return Err(ChunkProblem::Changed(format!(
@@ -235,21 +332,37 @@ impl ChunkReader {
                 Err(err) => return Err(ChunkProblem::Io(err)),
             }
         }
-        self.hasher.update(&buffer);
-        if last {
-            let mut probe = [0u8; 1];
-            if io::Read::read(&mut self.file, &mut probe).map_err(ChunkProblem::Io)? != 0 {
-                return Err(ChunkProblem::Changed(format!(
-                    "it grew past its {} bytes",
-                    self.expected.len
-                )));
+        self.hasher.update(&*buffer);
+        Ok(())
+    }
+
+    /// Reads the whole file into `pieces`, stopping at the first problem or when the stream has
+    /// gone (the upload was dropped). Runs on a blocking-pool thread.
+    fn run(mut self, pieces: &tokio::sync::mpsc::Sender<Result<Piece, ChunkProblem>>) {
+        let mut remaining = self.expected.len;
+        loop {
+            let want = remaining.min(self.chunk_size as u64) as usize;
+            let offset = self.expected.len - remaining;
+            let mut buffer = self.pool.take(want);
+            if let Err(problem) = self.read(&mut buffer[..want], offset) {
+                let _ = pieces.blocking_send(Err(problem));
+                return;
             }
-            let now = Fingerprint::of(&self.file.metadata().map_err(ChunkProblem::Io)?);
-            if let Some(why) = self.expected.change_to(&now) {
-                return Err(ChunkProblem::Changed(why));
+            let chunk = self.pool.chunk(buffer, want);
+            remaining -= want as u64;
+            if remaining == 0 {
+                let check = FinalCheck {
+                    file: self.file,
+                    expected: self.expected,
+                    hasher: self.hasher,
+                };
+                let _ = pieces.blocking_send(Ok(Piece::Last(chunk, check)));
+                return;
+            }
+            if pieces.blocking_send(Ok(Piece::Chunk(chunk))).is_err() {
+                return;
             }
         }
-        Ok(buffer.freeze())
     }
 }
 
@@ -273,60 +386,61 @@ impl HashingFileStream {
         .await
         .map_err(|join| ReadFailure::Io(io::Error::other(join)))??;
         Ok(Self {
-            reader: Some(ChunkReader {
+            reader: ChunkReader {
                 file,
                 expected,
                 chunk_size: chunk_size.max(1),
                 hasher: Sha256::new(),
-            }),
-            remaining: expected.len,
+                pool: BufferPool::new(),
+            },
             progress,
         })
     }
 
-    /// Turn the reader into the chunk stream the provider's body takes.
+    /// Turn the reader into the chunk stream the provider's body takes. Reading starts when the
+    /// transport first polls the body (a request that never gets to send reads nothing);
+    /// dropping the stream stops the reading task at its next chunk.
     pub(crate) fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-        futures::stream::try_unfold(self, |mut state| async move {
-            if state.remaining == 0 {
-                return Ok(None);
-            }
-            let chunk = state.next_chunk().await?;
-            state.progress.record_pull(chunk.len());
-            Ok(Some((chunk, state)))
-        })
-    }
-
-    async fn next_chunk(&mut self) -> io::Result<Bytes> {
-        let mut reader = self
-            .reader
-            .take()
-            .ok_or_else(|| io::Error::other("the file stream failed earlier"))?;
-        let want = self.remaining.min(reader.chunk_size as u64) as usize;
-        let last = self.remaining == want as u64;
-        let offset = reader.expected.len - self.remaining;
-        let (reader, read) = tokio::task::spawn_blocking(move || {
-            let read = reader.read(offset, want, last);
-            (reader, read)
-        })
-        .await
-        .map_err(io::Error::other)?;
-        let chunk = match read {
-            Ok(chunk) => chunk,
-            Err(ChunkProblem::Io(err)) => return Err(err),
-            Err(ChunkProblem::Changed(why)) => return Err(self.progress.record_change(why)),
-        };
-        self.remaining -= want as u64;
-        if last {
-            let digest = reader.hasher.finalize();
-            *self
-                .progress
-                .sha256
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(hex::encode(digest));
-        } else {
-            self.reader = Some(reader);
-        }
-        Ok(chunk)
+        let Self { reader, progress } = self;
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let mut unstarted = Some((reader, sender));
+        futures::stream::try_unfold(
+            (receiver, progress, false),
+            move |(mut receiver, progress, done)| {
+                if let Some((reader, sender)) = unstarted.take() {
+                    tokio::task::spawn_blocking(move || reader.run(&sender));
+                }
+                async move {
+                    if done {
+                        return Ok(None);
+                    }
+                    let piece = receiver
+                        .recv()
+                        .await
+                        .ok_or_else(|| io::Error::other("the file reader stopped early"))?;
+                    let problem = |problem| match problem {
+                        ChunkProblem::Io(err) => err,
+                        ChunkProblem::Changed(why) => progress.record_change(why),
+                    };
+                    let (chunk, last) = match piece.map_err(problem)? {
+                        Piece::Chunk(chunk) => (chunk, false),
+                        Piece::Last(chunk, check) => {
+                            let digest = tokio::task::spawn_blocking(move || check.run())
+                                .await
+                                .map_err(io::Error::other)?
+                                .map_err(problem)?;
+                            *progress
+                                .sha256
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) = Some(digest);
+                            (chunk, true)
+                        }
+                    };
+                    progress.record_pull(chunk.len());
+                    Ok(Some((chunk, (receiver, progress, last))))
+                }
+            },
+        )
     }
 }
 

@@ -23,6 +23,9 @@ mod criterion;
 mod machine;
 pub(crate) mod process;
 mod proto;
+// The worker runs the receiver; the orchestrator only tests its parsing.
+#[cfg(test)]
+mod receiver;
 mod results;
 mod serve;
 
@@ -37,12 +40,12 @@ use self::cli::{CliPath, SourceFile};
 use self::machine::Machine;
 use self::process::{child_report, measure, measure_with_env, run_worker, StandInProcess};
 use self::proto::{
-    BatchReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
+    BatchReport, HashReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
 };
 use self::results::{
-    BenchResults, CliRun, CliThroughputResults, FlagEvalResults, LargeUploadResults,
-    LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, Scenario, ThroughputResults,
-    Transfer, ValidateResults,
+    BenchResults, CliRun, CliThroughputResults, FlagEvalResults, HashAlone, LargeUploadResults,
+    LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, ReceiverTransfers, Scenario,
+    ThroughputResults, Transfer, ValidateResults,
 };
 
 /// Options of `cargo xtask bench`.
@@ -200,7 +203,8 @@ impl Plan {
                 cli_file_bytes: 1_000_000,
                 cli_concurrency: 64,
                 large_bytes: 500_000_000,
-                large_rounds: 2,
+                // Three rounds: the spread of the async/curl ratio on a shared host.
+                large_rounds: 3,
                 latency_rate: 40,
                 latency_secs: 10,
                 latency_file_bytes: 262_144,
@@ -604,74 +608,147 @@ fn cli_run(
     })
 }
 
-/// The large upload goes to `bench_worker sink`: the stand-ins keep the contract's 100 MB cap, so a
-/// 500 MB file needs a receiver without one. The sink does the stand-in's per-byte work (multer parse,
-/// SHA-256) and nothing else.
+/// The best (fastest) transfers to one receiver so far, and each round's async/curl ratio.
+#[derive(Default)]
+struct Fastest {
+    async_path: Option<Transfer>,
+    curl: Option<Transfer>,
+    tcp_copy: Option<Transfer>,
+    async_vs_curl_rounds: Vec<f64>,
+}
+
+fn keep_fastest(best: &mut Option<Transfer>, new: Transfer) {
+    if best.as_ref().is_none_or(|b| new.wall_secs < b.wall_secs) {
+        *best = Some(new);
+    }
+}
+
+/// The large upload goes to two receivers in their own processes: `bench_worker discard`, which
+/// does no per-byte work (so the sender alone sets the pace), and `bench_worker sink`, which does
+/// the stand-in's per-byte work (multer parse, SHA-256) without the contract's 100 MB cap. Each
+/// also takes raw TCP on a second port with the same per-byte work, for the TCP copy. Rounds
+/// interleave every sender and receiver, so a noisy neighbour hurts them alike; the fastest
+/// round of each is kept (the least disturbed) and every round's async/curl ratio is reported.
+/// The SHA-256 of the file alone is measured in every round too.
 fn large_upload(ctx: &Bench, plan: &Plan) -> anyhow::Result<LargeUploadResults> {
     let dir = ctx.work_dir.join("large");
     let file = generate(ctx, &dir, "large", 1, plan.large_bytes)?
         .pop()
         .context("generator wrote no file")?;
-    let sink = StandInProcess::start_sink(&ctx.worker, BENCH_KEY)?;
-    let base_url = sink.base_url().to_owned();
-    let to_transfer = |usage: &proto::RusageReport, standin_cpu_secs: Option<f64>| Transfer {
+    let receivers = [
+        (
+            results::NO_WORK_RECEIVER,
+            StandInProcess::start_discard(&ctx.worker, BENCH_KEY)?,
+        ),
+        (
+            results::SINK_RECEIVER,
+            StandInProcess::start_sink(&ctx.worker, BENCH_KEY)?,
+        ),
+    ];
+    let to_transfer = |usage: &proto::RusageReport, receiver_cpu_secs: f64| Transfer {
         wall_secs: usage.wall_secs,
         mib_per_sec: plan.large_bytes as f64 / (1024.0 * 1024.0) / usage.wall_secs.max(1e-9),
         client_cpu_secs: usage.user_secs + usage.sys_secs,
-        standin_cpu_secs,
+        standin_cpu_secs: Some(receiver_cpu_secs),
         client_rss_kib: usage.max_rss_kib,
     };
-    let fastest = |best: Option<Transfer>, new: Transfer| match best {
-        Some(best) if best.wall_secs <= new.wall_secs => Some(best),
-        _ => Some(new),
-    };
-    let (mut best_async, mut best_curl, mut best_tcp) = (None, None, None);
-    let mut uploads = 0;
-    // Rounds interleave the three transfers so that a noisy neighbour hurts them alike; the fastest
-    // round of each is the least disturbed one.
+    let mut fastest: Vec<Fastest> = receivers.iter().map(|_| Fastest::default()).collect();
+    let mut uploads = vec![0u64; receivers.len()];
+    let mut hash_rounds: Vec<HashAlone> = Vec::new();
     for _ in 0..plan.large_rounds {
-        let before = sink.cpu_secs()?;
-        let (usage, _) = measured_upload(ctx, &base_url, "async", &file)?;
-        uploads += 1;
-        best_async = fastest(
-            best_async,
-            to_transfer(&usage, Some(sink.cpu_secs()? - before)),
-        );
-        if ctx.curl {
-            let before = sink.cpu_secs()?;
-            let usage = measured_curl(ctx, &base_url, &file)?;
-            uploads += 1;
-            best_curl = fastest(
-                best_curl,
-                to_transfer(&usage, Some(sink.cpu_secs()? - before)),
+        for (index, (name, receiver)) in receivers.iter().enumerate() {
+            let base_url = receiver.base_url().to_owned();
+            let best = &mut fastest[index];
+            let before = receiver.cpu_secs()?;
+            let (usage, _) = measured_upload(ctx, &base_url, "async", &file)
+                .with_context(|| format!("async upload to the {name} receiver"))?;
+            uploads[index] += 1;
+            let async_transfer = to_transfer(&usage, receiver.cpu_secs()? - before);
+            let async_wall = async_transfer.wall_secs;
+            keep_fastest(&mut best.async_path, async_transfer);
+            if ctx.curl {
+                let before = receiver.cpu_secs()?;
+                let usage = measured_curl(ctx, &base_url, &file)
+                    .with_context(|| format!("curl upload to the {name} receiver"))?;
+                uploads[index] += 1;
+                best.async_vs_curl_rounds
+                    .push(usage.wall_secs / async_wall.max(1e-9));
+                keep_fastest(
+                    &mut best.curl,
+                    to_transfer(&usage, receiver.cpu_secs()? - before),
+                );
+            }
+            let addr = receiver
+                .tcp_addr()
+                .with_context(|| format!("the {name} receiver has no raw TCP port"))?;
+            let tcp_args = vec![
+                s("tcp-copy"),
+                s("--file"),
+                path_arg(&file),
+                s("--addr"),
+                s(addr),
+            ];
+            let before = receiver.cpu_secs()?;
+            let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &tcp_args)?;
+            let report: TcpCopyReport = child_report(&usage, "tcp-copy worker")?;
+            ensure!(
+                report.bytes == plan.large_bytes,
+                "tcp copy to the {name} receiver moved {} bytes, expected {}",
+                report.bytes,
+                plan.large_bytes
+            );
+            keep_fastest(
+                &mut best.tcp_copy,
+                to_transfer(&usage, receiver.cpu_secs()? - before),
             );
         }
-        let tcp_args = vec![s("tcp-copy"), s("--file"), path_arg(&file)];
-        let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &tcp_args)?;
-        let report: TcpCopyReport = child_report(&usage, "tcp-copy worker")?;
+        let hash_args = vec![s("hash"), s("--file"), path_arg(&file)];
+        let usage = measure(&ctx.worker, BENCH_KEY, &ctx.worker, &hash_args)?;
+        let report: HashReport = child_report(&usage, "hash worker")?;
         ensure!(
             report.bytes == plan.large_bytes,
-            "tcp copy moved {} bytes, expected {}",
+            "the hash worker read {} bytes, expected {}",
             report.bytes,
             plan.large_bytes
         );
-        best_tcp = fastest(best_tcp, to_transfer(&usage, None));
+        hash_rounds.push(HashAlone {
+            wall_secs: usage.wall_secs,
+            cpu_secs: usage.user_secs + usage.sys_secs,
+        });
     }
-    let standin_peak_rss_kib = sink.peak_rss_kib();
-    check_stored(&sink.stop()?, uploads)?;
-    let (Some(async_path), Some(tcp_copy)) = (best_async, best_tcp) else {
-        bail!("no round of the large upload ran");
-    };
+    let mut measured = Vec::new();
+    for ((name, receiver), (best, uploads)) in
+        receivers.into_iter().zip(fastest.into_iter().zip(uploads))
+    {
+        let receiver_peak_rss_kib = receiver.peak_rss_kib();
+        check_stored(&receiver.stop()?, uploads)?;
+        let (Some(async_path), Some(tcp_copy)) = (best.async_path, best.tcp_copy) else {
+            bail!("no round of the large upload ran");
+        };
+        measured.push(ReceiverTransfers {
+            receiver: name.to_owned(),
+            async_vs_curl: best
+                .curl
+                .as_ref()
+                .map(|c| c.wall_secs / async_path.wall_secs),
+            async_vs_tcp: tcp_copy.wall_secs / async_path.wall_secs,
+            async_path,
+            curl: best.curl,
+            tcp_copy,
+            async_vs_curl_rounds: best.async_vs_curl_rounds,
+            receiver_peak_rss_kib,
+        });
+    }
+    let sha256_alone_cpu_rounds = hash_rounds.iter().map(|h| h.cpu_secs).collect();
+    let sha256_alone = hash_rounds
+        .into_iter()
+        .min_by(|a, b| a.cpu_secs.total_cmp(&b.cpu_secs))
+        .context("no round of the large upload ran")?;
     Ok(LargeUploadResults {
         file_bytes: plan.large_bytes,
-        async_vs_curl: best_curl
-            .as_ref()
-            .map(|c| c.wall_secs / async_path.wall_secs),
-        async_vs_tcp: tcp_copy.wall_secs / async_path.wall_secs,
-        async_path,
-        curl: best_curl,
-        tcp_copy,
-        standin_peak_rss_kib,
+        receivers: measured,
+        sha256_alone,
+        sha256_alone_cpu_rounds,
     })
 }
 

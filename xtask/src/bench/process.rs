@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::proto::{self, RusageReport, ServeReady, ServeSummary, KEY_ENV};
+use super::proto::{self, ReceiverReady, RusageReport, ServeReady, ServeSummary, KEY_ENV};
 
 /// Linux reports `/proc/<pid>/stat` CPU times in `USER_HZ` ticks, which is 100 on every architecture
 /// Linux supports (it is fixed ABI, unlike the kernel's internal `HZ`).
@@ -135,6 +135,7 @@ pub struct StandInProcess {
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     ready: ServeReady,
+    tcp_addr: Option<String>,
 }
 
 impl StandInProcess {
@@ -156,6 +157,11 @@ impl StandInProcess {
         Self::spawn(worker, key, &["sink".to_owned()])
     }
 
+    /// Start the receiver that does no per-byte work (`worker discard`) and wait until it listens.
+    pub fn start_discard(worker: &Path, key: &str) -> anyhow::Result<Self> {
+        Self::spawn(worker, key, &["discard".to_owned()])
+    }
+
     fn spawn(worker: &Path, key: &str, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(worker)
             .args(args)
@@ -170,7 +176,8 @@ impl StandInProcess {
             bail!("stand-in process has no pipes");
         };
         let mut stdout = BufReader::new(stdout);
-        let ready = match read_json_line::<ServeReady>(&mut stdout, "stand-in start") {
+        // A stand-in prints a `ServeReady`; a receiver the same fields and its raw TCP port.
+        let ready = match read_json_line::<ReceiverReady>(&mut stdout, "stand-in start") {
             Ok(ready) => ready,
             Err(err) => {
                 let _ = child.kill();
@@ -182,8 +189,17 @@ impl StandInProcess {
             child,
             stdin: Some(stdin),
             stdout,
-            ready,
+            ready: ServeReady {
+                base_url: ready.base_url,
+                pid: ready.pid,
+            },
+            tcp_addr: ready.tcp_addr,
         })
+    }
+
+    /// The raw TCP port of a receiver (`sink`, `discard`), `None` for a stand-in.
+    pub fn tcp_addr(&self) -> Option<&str> {
+        self.tcp_addr.as_deref()
     }
 
     /// The stand-in's base URL.

@@ -19,6 +19,30 @@ pub struct ServeReady {
     pub pid: u32,
 }
 
+/// Printed once by `bench_worker sink` and `bench_worker discard` when they listen: a
+/// [`ServeReady`] (the orchestrator reads either through this) plus the raw TCP port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiverReady {
+    /// Base URL of the HTTP receiver.
+    pub base_url: String,
+    /// The receiver process's id.
+    pub pid: u32,
+    /// `host:port` of the raw TCP port (same per-byte work, no HTTP), if the process has one.
+    #[serde(default)]
+    pub tcp_addr: Option<String>,
+}
+
+/// Printed by `bench_worker hash`: the SHA-256 of a file computed alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashReport {
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Lower-case hex digest.
+    pub sha256: String,
+    /// Seconds from opening the file to the digest.
+    pub elapsed_secs: f64,
+}
+
 /// Printed by `bench_worker serve` after its standard input closes, just before it exits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServeSummary {
@@ -85,7 +109,7 @@ pub struct OpenLoopReport {
 /// Printed by `bench_worker tcp-copy`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TcpCopyReport {
-    /// Bytes the discarding listener received.
+    /// Bytes the receiver's raw TCP port counted.
     pub bytes: u64,
     /// Seconds from connect to the listener seeing end of stream.
     pub elapsed_secs: f64,
