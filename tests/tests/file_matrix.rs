@@ -23,7 +23,7 @@ use upramp_harness::corpus::{self, FileKind};
 use upramp_harness::{Flavor, StandIn, StandInConfig};
 use upramp_providers::{ApiKey, ErrorKind, ProviderClient, ProviderKind};
 use upramp_telemetry::UploadPath;
-use upramp_uploader::{ForcedPath, UploadError, UploadRequest, Uploader};
+use upramp_uploader::{Route, UploadError, UploadRequest, Uploader};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -37,9 +37,9 @@ const PROVIDERS: [(Flavor, ProviderKind); 2] = [
     (Flavor::Glm, ProviderKind::Glm),
 ];
 
-const PATHS: [(ForcedPath, UploadPath); 2] = [
-    (ForcedPath::Async, UploadPath::Async),
-    (ForcedPath::Sync, UploadPath::Sync),
+const PATHS: [(Route, UploadPath); 2] = [
+    (Route::Async, UploadPath::Async),
+    (Route::Sync, UploadPath::Sync),
 ];
 
 /// The purpose each provider's contract accepts for a file of `size` bytes of any of the six kinds.

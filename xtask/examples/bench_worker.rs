@@ -12,8 +12,7 @@
 //! - `hash`: the SHA-256 of a file alone, read as the async path reads it.
 //! - `generate`: seeded incompressible files. `rusage -- CMD...`: run one child, report its usage.
 
-#[path = "../src/bench/proto.rs"]
-mod proto;
+use xtask::worker::proto;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,8 +28,7 @@ use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "../src/bench/receiver.rs"]
-mod receiver;
+use xtask::worker::receiver;
 
 use proto::{
     BatchReport, GenerateReport, HashReport, OpenLoopReport, ReceiverReady, RequestEnd,
@@ -42,7 +40,7 @@ use upramp_providers::{
     ApiKey, BlockingProviderClient, ClientConfig, Limits, ProviderClient, ProviderKind,
     PurposeLimit,
 };
-use upramp_uploader::{ForcedPath, UploadRequest, Uploader};
+use upramp_uploader::{Route, UploadRequest, Uploader};
 
 const PURPOSE: &str = "file-extract";
 
@@ -141,11 +139,11 @@ enum PathArg {
     Sync,
 }
 
-impl From<PathArg> for ForcedPath {
+impl From<PathArg> for Route {
     fn from(path: PathArg) -> Self {
         match path {
-            PathArg::Async => ForcedPath::Async,
-            PathArg::Sync => ForcedPath::Sync,
+            PathArg::Async => Route::Async,
+            PathArg::Sync => Route::Sync,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use upramp_flags::{FlagConfig, FlagStore};
 use upramp_providers::{ApiKey, ProviderClient, ProviderKind};
-use upramp_uploader::{ForcedPath, UploadRequest, Uploader};
+use upramp_uploader::{Route, UploadRequest, Uploader};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,8 +26,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let kind: ProviderKind = provider.parse()?;
     let forced = match path.as_str() {
-        "async" => ForcedPath::Async,
-        "sync" => ForcedPath::Sync,
+        "async" => Route::Async,
+        "sync" => Route::Sync,
         other => return Err(format!("path {other:?}: expected async or sync").into()),
     };
     let purpose = rest.first().map_or("file-extract", String::as_str);

@@ -12,7 +12,7 @@ use crate::error::TimeoutKind;
 use crate::failure::Failure;
 use crate::handle::Uploader;
 use crate::leg::{Job, Sent};
-use crate::source::{HashingFileStream, Progress, ReadFailure};
+use crate::file_body::{HashingFileStream, Progress, ReadFailure};
 use crate::timeouts::Timeouts;
 
 impl Uploader {

@@ -16,7 +16,7 @@ use crate::dedupe::{claim_first, find_candidates, Wanted};
 use crate::events::LegEvent;
 use crate::failure::Failure;
 use crate::handle::Uploader;
-use crate::source::{Fingerprint, Progress};
+use crate::file_body::{Fingerprint, Progress};
 
 /// Tolerated difference between our clock and the provider's when a file can only be matched by
 /// its creation time (unique stored names off).
@@ -365,10 +365,10 @@ impl Sent {
         }
     }
 
-    pub(crate) fn read_failure(failure: crate::source::ReadFailure) -> Self {
+    pub(crate) fn read_failure(failure: crate::file_body::ReadFailure) -> Self {
         Self::failed(match failure {
-            crate::source::ReadFailure::Io(err) => Failure::Io(err),
-            crate::source::ReadFailure::Changed(why) => Failure::Changed(why),
+            crate::file_body::ReadFailure::Io(err) => Failure::Io(err),
+            crate::file_body::ReadFailure::Changed(why) => Failure::Changed(why),
         })
     }
 }

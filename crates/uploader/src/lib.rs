@@ -68,7 +68,7 @@
 //! `builder` (settings and checks), `uploader` (the handle and one request's flow), `routing`,
 //! `leg` (slot, deadline, attempts, dedupe lookup, `Request` event), `async_path` and `sync_path`
 //! (one attempt each), `failure` (classification and the error it becomes), `events` (event and
-//! gauge emission), `stored_name`, `dedupe`, `source` (reading and hashing the file),
+//! gauge emission), `stored_name`, `dedupe`, `file_body` (reading and hashing the file),
 //! `timeouts`, `retry`.
 //!
 //! ```
@@ -121,7 +121,7 @@ mod receipt;
 mod request;
 mod retry;
 mod routing;
-mod source;
+mod file_body;
 mod stored_name;
 mod sync_path;
 mod timeouts;
@@ -131,7 +131,9 @@ pub use builder::{BuildError, UploaderBuilder, CHUNK_SIZE_RANGE, DEFAULT_CHUNK_S
 pub use error::{TimeoutKind, UnknownCause, UploadError};
 pub use handle::Uploader;
 pub use receipt::{Receipt, Routing};
-pub use request::{ForcedPath, UploadRequest};
+pub use request::UploadRequest;
 pub use retry::RetryPolicy;
 pub use routing::derived_routing_key;
 pub use timeouts::Timeouts;
+/// The path a request is routed to; [`Uploader::upload_on`] takes one instead of asking the flag.
+pub use upramp_flags::Route;

@@ -52,15 +52,6 @@ impl UploadRequest {
     }
 }
 
-/// A path chosen by the caller instead of the flag, for benchmarks and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ForcedPath {
-    /// The streaming path.
-    Async,
-    /// The legacy buffered path.
-    Sync,
-}
-
 fn file_name_of(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())

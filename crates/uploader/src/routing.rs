@@ -7,7 +7,7 @@ use upramp_flags::{FlagConfig, Route};
 use upramp_telemetry::{record_flag_evaluation, UploadPath};
 
 use crate::receipt::Routing;
-use crate::request::{ForcedPath, UploadRequest};
+use crate::request::UploadRequest;
 
 /// The path `request` starts on and how it was chosen. A flag evaluation is recorded; a forced
 /// path records none.
@@ -15,14 +15,15 @@ pub(crate) fn route(
     request: &UploadRequest,
     flag: &FlagConfig,
     size: u64,
-    forced: Option<ForcedPath>,
+    forced: Option<Route>,
 ) -> (UploadPath, Routing) {
     let key_derived = request.routing_key.is_none();
     if let Some(forced) = forced {
-        let (path, decided) = match forced {
-            ForcedPath::Async => (UploadPath::Async, "async"),
-            ForcedPath::Sync => (UploadPath::Sync, "sync"),
+        let path = match forced {
+            Route::Async => UploadPath::Async,
+            Route::Sync => UploadPath::Sync,
         };
+        let decided = forced.as_str();
         let routing = Routing {
             decided,
             reason: "forced",

@@ -11,7 +11,7 @@ use crate::error::TimeoutKind;
 use crate::failure::Failure;
 use crate::handle::Uploader;
 use crate::leg::{Job, Sent, Slot};
-use crate::source::read_whole;
+use crate::file_body::read_whole;
 use crate::timeouts::BLOCKING_GRACE;
 
 impl Uploader {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use upramp_flags::Route;
 use upramp_providers::{ErrorKind, UploadMeta};
 use upramp_telemetry::{Outcome, UploadPath};
 
@@ -12,9 +13,9 @@ use crate::events::LegEvent;
 use crate::handle::Uploader;
 use crate::leg::{Job, Progression};
 use crate::receipt::Receipt;
-use crate::request::{ForcedPath, UploadRequest};
+use crate::request::UploadRequest;
 use crate::routing::route;
-use crate::source::preflight;
+use crate::file_body::preflight;
 use crate::stored_name::{marked, new_marker};
 
 impl Uploader {
@@ -38,7 +39,7 @@ impl Uploader {
     pub async fn upload_on(
         &self,
         request: UploadRequest,
-        path: ForcedPath,
+        path: Route,
     ) -> Result<Receipt, UploadError> {
         self.run(request, Some(path)).await
     }
@@ -63,7 +64,7 @@ impl Uploader {
     async fn run(
         &self,
         request: UploadRequest,
-        forced: Option<ForcedPath>,
+        forced: Option<Route>,
     ) -> Result<Receipt, UploadError> {
         let fingerprint = preflight(&request.path).await?;
         let flag = self.inner.flags.snapshot();

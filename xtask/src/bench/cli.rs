@@ -9,33 +9,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context};
 use serde::Deserialize;
 
+use upramp_flags::Route;
+
 use super::process::ChildEnv;
 use super::proto::KEY_ENV;
 
-/// The path a whole `upramp upload` run is routed to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CliPath {
-    /// Every file on the async (streaming) path.
-    Async,
-    /// Every file on the sync (legacy, buffered, one at a time) path.
-    Sync,
-}
-
-impl CliPath {
-    /// `async` or `sync`: the receipt's `path` field when the file went that way.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Async => "async",
-            Self::Sync => "sync",
-        }
-    }
-
-    /// `ASYNC_UPLOAD_ROLLOUT` that sends every routing key to this path.
-    fn rollout(self) -> &'static str {
-        match self {
-            Self::Async => "100",
-            Self::Sync => "0",
-        }
+/// `ASYNC_UPLOAD_ROLLOUT` that routes every key of a whole `upramp upload` run to `route`.
+fn rollout_for(route: Route) -> &'static str {
+    match route {
+        Route::Async => "100",
+        Route::Sync => "0",
     }
 }
 
@@ -70,7 +53,7 @@ pub fn upload_args(base_url: &str, concurrency: usize, files: &[PathBuf]) -> Vec
 /// a caller's shell cannot change what is measured; then the flag is switched on with the rollout
 /// at 100% or 0%. Fallback is off, so a failing async leg is an error instead of a receipt from the
 /// sync path.
-pub fn flag_env(path: CliPath, inherited: impl IntoIterator<Item = String>) -> ChildEnv {
+pub fn flag_env(path: Route, inherited: impl IntoIterator<Item = String>) -> ChildEnv {
     let mut remove: Vec<String> = inherited
         .into_iter()
         .filter(|name| name.starts_with("ASYNC_UPLOAD_"))
@@ -79,7 +62,7 @@ pub fn flag_env(path: CliPath, inherited: impl IntoIterator<Item = String>) -> C
     remove.push("RUST_LOG".to_owned());
     let set = [
         ("ASYNC_UPLOAD_ENABLED", "true"),
-        ("ASYNC_UPLOAD_ROLLOUT", path.rollout()),
+        ("ASYNC_UPLOAD_ROLLOUT", rollout_for(path)),
         ("ASYNC_UPLOAD_FALLBACK", "false"),
     ]
     .into_iter()
@@ -113,7 +96,7 @@ struct CliReceipt {
 /// receipts.
 pub fn check_receipts(
     stdout: &str,
-    path: CliPath,
+    path: Route,
     sources: &BTreeMap<PathBuf, SourceFile>,
 ) -> anyhow::Result<u64> {
     let mut seen_sources: BTreeSet<&Path> = BTreeSet::new();
@@ -198,7 +181,7 @@ mod tests {
             line("f2", "a", "sync", 10, "aa"),
         ]
         .join("\n");
-        assert_eq!(check_receipts(&out, CliPath::Sync, &sources()).unwrap(), 2);
+        assert_eq!(check_receipts(&out, Route::Sync, &sources()).unwrap(), 2);
     }
 
     #[test]
@@ -244,7 +227,7 @@ mod tests {
             ),
         ];
         for (lines, expected) in cases {
-            let err = check_receipts(&lines.join("\n"), CliPath::Async, &sources()).unwrap_err();
+            let err = check_receipts(&lines.join("\n"), Route::Async, &sources()).unwrap_err();
             assert!(
                 err.to_string().starts_with(expected),
                 "{expected:?} not in {err}"
@@ -256,7 +239,7 @@ mod tests {
     fn the_flag_environment_overrides_the_callers() {
         let inherited =
             ["ASYNC_UPLOAD_MAX_RETRIES", "HOME", "ASYNC_UPLOAD_ROLLOUT"].map(str::to_owned);
-        let env = flag_env(CliPath::Sync, inherited);
+        let env = flag_env(Route::Sync, inherited);
         assert_eq!(
             env.remove,
             [
@@ -279,7 +262,7 @@ mod tests {
                 ("ASYNC_UPLOAD_FALLBACK", "false")
             ]
         );
-        assert!(flag_env(CliPath::Async, [])
+        assert!(flag_env(Route::Async, [])
             .set
             .contains(&("ASYNC_UPLOAD_ROLLOUT".to_owned(), "100".to_owned())));
     }

@@ -22,10 +22,6 @@ mod cli;
 mod criterion;
 mod machine;
 pub(crate) mod process;
-mod proto;
-// The worker runs the receiver; the orchestrator only tests its parsing.
-#[cfg(test)]
-mod receiver;
 mod results;
 mod serve;
 
@@ -36,16 +32,18 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context};
 
-use self::cli::{CliPath, SourceFile};
+use self::cli::SourceFile;
 use self::machine::Machine;
 use self::process::{child_report, measure, measure_with_env, run_worker, StandInProcess};
-use self::proto::{
-    BatchReport, HashReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
-};
 use self::results::{
     BenchResults, CliRun, CliThroughputResults, FlagEvalResults, HashAlone, LargeUploadResults,
     LatencyResults, MemoryResults, MemoryRow, Mode, PathLatency, ReceiverTransfers, Scenario,
     ThroughputResults, Transfer, ValidateResults,
+};
+use upramp_flags::Route;
+use xtask::worker::proto;
+use xtask::worker::proto::{
+    BatchReport, HashReport, OpenLoopReport, RequestEnd, ServeSummary, TcpCopyReport, UploadReport,
 };
 
 /// Options of `cargo xtask bench`.
@@ -558,8 +556,8 @@ fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResul
         };
         sources.insert(file.clone(), source);
     }
-    let async_run = cli_run(ctx, plan, &upramp, CliPath::Async, &files, &sources)?;
-    let sync_run = cli_run(ctx, plan, &upramp, CliPath::Sync, &files, &sources)?;
+    let async_run = cli_run(ctx, plan, &upramp, Route::Async, &files, &sources)?;
+    let sync_run = cli_run(ctx, plan, &upramp, Route::Sync, &files, &sources)?;
     ensure!(
         async_run.wall_secs > 0.0,
         "the async run reported no wall time"
@@ -580,7 +578,7 @@ fn cli_run(
     ctx: &Bench,
     plan: &Plan,
     upramp: &Path,
-    path: CliPath,
+    path: Route,
     files: &[PathBuf],
     sources: &BTreeMap<PathBuf, SourceFile>,
 ) -> anyhow::Result<CliRun> {

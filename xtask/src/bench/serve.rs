@@ -23,11 +23,12 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, ensure, Context};
 use serde::Serialize;
 
-use super::cli::{self, CliPath};
+use super::cli;
 use super::process::{self, measure, measure_with_env, StandInProcess};
 use super::proto::{self, KEY_ENV};
 use super::results::{Mode, Scenario};
 use super::{check_stored, generate, path_arg, s, Bench, Plan, BENCH_KEY};
+use upramp_flags::Route;
 
 /// The async path's gateway peak RSS goal for the large upload (issue 15): 32 MiB.
 pub const ASYNC_RSS_GOAL_KIB: u64 = 32 * 1024;
@@ -118,9 +119,8 @@ pub fn measure_serve(ctx: &Bench, plan: &Plan) -> anyhow::Result<ServeResults> {
         .context("generator wrote no file")?;
     let files = generate(ctx, &dir, "serve-batch", sizes.files, sizes.file_bytes)?;
 
-    let (async_rss_kib, async_large_secs) =
-        large_upload(ctx, &upramp, &dir, CliPath::Async, &large)?;
-    let (sync_rss_kib, sync_large_secs) = large_upload(ctx, &upramp, &dir, CliPath::Sync, &large)?;
+    let (async_rss_kib, async_large_secs) = large_upload(ctx, &upramp, &dir, Route::Async, &large)?;
+    let (sync_rss_kib, sync_large_secs) = large_upload(ctx, &upramp, &dir, Route::Sync, &large)?;
     let batches = batches(ctx, &upramp, &dir, &sizes, &files)?;
     let (gateway_async_secs, gateway_sync_secs, direct_secs) =
         (batches.gateway_async, batches.gateway_sync, batches.direct);
@@ -161,7 +161,7 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(upramp: &Path, base_url: &str, spool: &Path, path: CliPath) -> anyhow::Result<Self> {
+    fn start(upramp: &Path, base_url: &str, spool: &Path, path: Route) -> anyhow::Result<Self> {
         let inherited = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
         let env = cli::flag_env(path, inherited);
         let mut command = Command::new(upramp);
@@ -282,7 +282,7 @@ fn large_upload(
     ctx: &Bench,
     upramp: &Path,
     dir: &Path,
-    path: CliPath,
+    path: Route,
     file: &Path,
 ) -> anyhow::Result<(u64, f64)> {
     let stand_in = StandInProcess::start(&ctx.worker, BENCH_KEY, 0)?;
@@ -325,13 +325,13 @@ fn batches(
         upramp,
         async_stand_in.base_url(),
         &spool_dir(dir, "spool-batch-async")?,
-        CliPath::Async,
+        Route::Async,
     )?;
     let sync_gateway = GatewayProcess::start(
         upramp,
         sync_stand_in.base_url(),
         &spool_dir(dir, "spool-batch-sync")?,
-        CliPath::Sync,
+        Route::Sync,
     )?;
     let sync_warm_up = &files[..files.len().min(4)];
     curl_through(ctx, &async_gateway, sizes.clients, files).context("async warm-up batch")?;
@@ -383,7 +383,7 @@ fn direct_batch(
 ) -> anyhow::Result<f64> {
     let args = cli::upload_args(base_url, sizes.clients, files);
     let inherited = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
-    let env = cli::flag_env(CliPath::Async, inherited);
+    let env = cli::flag_env(Route::Async, inherited);
     let usage = measure_with_env(&ctx.worker, BENCH_KEY, upramp, &args, &env)?;
     Ok(usage.wall_secs)
 }

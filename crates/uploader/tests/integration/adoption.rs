@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use upramp_harness::{Flavor, StandIn};
-use upramp_uploader::{ForcedPath, Receipt, UploadError, UploadRequest, Uploader};
+use upramp_uploader::{Receipt, Route, UploadError, UploadRequest, Uploader};
 
 use crate::common::{flag, rig, same_named_files, sha256_file, uploader_for};
 
@@ -136,7 +136,7 @@ async fn forty_same_named_files_under_ambiguous_faults_keep_their_own_bytes() {
 async fn upload_all(
     uploader: &Uploader,
     files: &[std::path::PathBuf],
-    path: ForcedPath,
+    path: Route,
 ) -> Vec<Result<Receipt, UploadError>> {
     futures::stream::iter(files.iter().map(|p| {
         let uploader = uploader.clone();
@@ -176,8 +176,8 @@ async fn two_hosts_uploading_same_named_files_never_adopt_each_others() {
             |b| b,
         );
         let (results_one, results_two) = tokio::join!(
-            upload_all(&rig.uploader, &one, ForcedPath::Async),
-            upload_all(&other, &two, ForcedPath::Sync),
+            upload_all(&rig.uploader, &one, Route::Async),
+            upload_all(&other, &two, Route::Sync),
         );
         let receipts: Vec<&Receipt> = results_one
             .iter()

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use upramp_harness::Flavor;
 use upramp_providers::{ApiKey, ProviderClient};
-use upramp_uploader::{ForcedPath, Timeouts, UnknownCause, UploadError, UploadRequest, Uploader};
+use upramp_uploader::{Route, Timeouts, UnknownCause, UploadError, UploadRequest, Uploader};
 
 use crate::common::{fast_retry, fast_timeouts, flag, provider_kind, rig, small_files};
 use crate::proxy::SilentListProxy;
@@ -45,7 +45,7 @@ async fn an_unanswered_list_ends_the_request_in_outcome_unknown() {
             Duration::from_secs(2),
         ),
     ] {
-        for path in [ForcedPath::Async, ForcedPath::Sync] {
+        for path in [Route::Async, Route::Sync] {
             let uploader = Uploader::builder(
                 std::sync::Arc::new(client.clone()),
                 std::sync::Arc::new(blocking.clone()),

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use upramp_harness::Flavor;
 use upramp_providers::ErrorKind;
 use upramp_telemetry::{EventKind, Outcome, UploadPath};
-use upramp_uploader::{ForcedPath, Receipt, UploadError, UploadRequest};
+use upramp_uploader::{Receipt, Route, UploadError, UploadRequest};
 
 use crate::common::{flag, rig, small_files, Rig};
 
@@ -200,10 +200,10 @@ async fn a_stalled_async_upload_times_out_and_falls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_upload_is_adopted_not_duplicated() {
     for (faults, forced) in [
-        ("drop:1", ForcedPath::Async),
-        ("drop:1", ForcedPath::Sync),
-        ("malformed:1", ForcedPath::Async),
-        ("malformed:1", ForcedPath::Sync),
+        ("drop:1", Route::Async),
+        ("drop:1", Route::Sync),
+        ("malformed:1", Route::Async),
+        ("malformed:1", Route::Sync),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let files = small_files(dir.path(), 3, 3_000);

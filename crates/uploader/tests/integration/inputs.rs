@@ -8,7 +8,7 @@ use upramp_harness::Flavor;
 use upramp_telemetry::{
     EventKind, FanOut, RecordingObserver, UploadEvent, UploadObserver, UploadPath,
 };
-use upramp_uploader::{ForcedPath, UploadError, UploadRequest};
+use upramp_uploader::{Route, UploadError, UploadRequest};
 
 use crate::common::{flag, rig};
 
@@ -127,7 +127,7 @@ impl UploadObserver for RewriteAfterFirstAttempt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checksum_that_differs_between_attempts_is_an_error() {
-    for forced in [ForcedPath::Async, ForcedPath::Sync] {
+    for forced in [Route::Async, Route::Sync] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data.csv");
         std::fs::write(&path, vec![b'A'; 50_000]).unwrap();

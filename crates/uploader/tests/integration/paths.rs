@@ -6,16 +6,16 @@ use futures::StreamExt;
 use upramp_harness::corpus::{self, FileKind};
 use upramp_harness::Flavor;
 use upramp_telemetry::{EventKind, Outcome, UploadPath};
-use upramp_uploader::{ForcedPath, Receipt, UploadRequest};
+use upramp_uploader::{Receipt, Route, UploadRequest};
 
 use crate::common::{flag, rig};
 
 const MB: u64 = 1024 * 1024;
 
-fn upload_path(forced: ForcedPath) -> UploadPath {
+fn upload_path(forced: Route) -> UploadPath {
     match forced {
-        ForcedPath::Async => UploadPath::Async,
-        ForcedPath::Sync => UploadPath::Sync,
+        Route::Async => UploadPath::Async,
+        Route::Sync => UploadPath::Sync,
     }
 }
 
@@ -30,11 +30,11 @@ async fn every_kind_and_size_arrives_intact_on_both_paths_and_providers() {
     let kimi = rig(Flavor::Kimi, "", flag(0, 0, false), |b| b).await;
     let glm = rig(Flavor::Glm, "", flag(0, 0, false), |b| b).await;
 
-    let mut cases: Vec<(Flavor, ForcedPath, std::path::PathBuf)> = Vec::new();
+    let mut cases: Vec<(Flavor, Route, std::path::PathBuf)> = Vec::new();
     for (i, kind) in FileKind::ALL.into_iter().enumerate() {
         let one = corpus::generate(dir.path(), kind, MB, i as u64).unwrap();
         for flavor in [Flavor::Kimi, Flavor::Glm] {
-            for forced in [ForcedPath::Async, ForcedPath::Sync] {
+            for forced in [Route::Async, Route::Sync] {
                 cases.push((flavor, forced, one.clone()));
             }
         }
@@ -45,17 +45,17 @@ async fn every_kind_and_size_arrives_intact_on_both_paths_and_providers() {
             Flavor::Glm
         };
         let forced = if i % 3 == 0 {
-            ForcedPath::Sync
+            Route::Sync
         } else {
-            ForcedPath::Async
+            Route::Async
         };
         cases.push((flavor, forced, ten));
     }
     let fifty = corpus::generate(dir.path(), FileKind::Csv, 50 * MB, 500).unwrap();
-    cases.push((Flavor::Kimi, ForcedPath::Sync, fifty.clone()));
-    cases.push((Flavor::Glm, ForcedPath::Async, fifty));
+    cases.push((Flavor::Kimi, Route::Sync, fifty.clone()));
+    cases.push((Flavor::Glm, Route::Async, fifty));
     let hundred = corpus::generate(dir.path(), FileKind::Binary, 100 * MB, 1000).unwrap();
-    cases.push((Flavor::Kimi, ForcedPath::Async, hundred));
+    cases.push((Flavor::Kimi, Route::Async, hundred));
 
     let mut kimi_receipts = Vec::new();
     let mut glm_receipts = Vec::new();

@@ -1,8 +1,8 @@
 //! What the release-built bench worker (`xtask/examples/bench_worker.rs`) prints and the orchestrator
 //! reads: one JSON object per line on the worker's stdout.
 //!
-//! This file is compiled into both binaries (the worker includes it with `#[path]`), so the two sides
-//! cannot drift in field names.
+//! Both binaries use this one module through the `xtask` library, so the two sides cannot drift in
+//! field names.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! The no-work receiver's view of an upload body: only its first and last few KiB are kept, and
 //! the form's fields (file name, purpose, file size) are found there, so receiving costs no
-//! per-byte work beyond the socket reads. Compiled into the orchestrator (for its tests) and into
-//! the bench worker (which runs the receiver) through `#[path]`.
+//! per-byte work beyond the socket reads. The bench worker runs the receiver; the library holds it
+//! so that its parsing is tested in one place.
 
 /// Bytes kept from each end of a body: room for every part header and the small `purpose`
 /// field, before and after the file.
