@@ -10,9 +10,9 @@ use upramp_providers::{RequestOptions, UploadBody};
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
+use crate::file_body::{HashingFileStream, Progress, ReadFailure};
 use crate::handle::Uploader;
 use crate::leg::{Job, Sent};
-use crate::file_body::{HashingFileStream, Progress, ReadFailure};
 use crate::timeouts::Timeouts;
 
 impl Uploader {

@@ -15,8 +15,8 @@ use upramp_telemetry::{Outcome, UploadPath};
 use crate::dedupe::{claim_first, find_candidates, Wanted};
 use crate::events::LegEvent;
 use crate::failure::Failure;
-use crate::handle::Uploader;
 use crate::file_body::{Fingerprint, Progress};
+use crate::handle::Uploader;
 
 /// Tolerated difference between our clock and the provider's when a file can only be matched by
 /// its creation time (unique stored names off).

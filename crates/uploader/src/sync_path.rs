@@ -9,9 +9,9 @@ use upramp_providers::RequestOptions;
 
 use crate::error::TimeoutKind;
 use crate::failure::Failure;
+use crate::file_body::read_whole;
 use crate::handle::Uploader;
 use crate::leg::{Job, Sent, Slot};
-use crate::file_body::read_whole;
 use crate::timeouts::BLOCKING_GRACE;
 
 impl Uploader {

@@ -10,12 +10,12 @@ use upramp_telemetry::{Outcome, UploadPath};
 
 use crate::error::UploadError;
 use crate::events::LegEvent;
+use crate::file_body::preflight;
 use crate::handle::Uploader;
 use crate::leg::{Job, Progression};
 use crate::receipt::Receipt;
 use crate::request::UploadRequest;
 use crate::routing::route;
-use crate::file_body::preflight;
 use crate::stored_name::{marked, new_marker};
 
 impl Uploader {
