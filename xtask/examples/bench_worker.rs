@@ -326,6 +326,46 @@ enum ReceiverWork {
 }
 
 async fn sink(work: ReceiverWork) -> anyhow::Result<()> {
+    match work {
+        ReceiverWork::Sha256 => hashing_sink().await,
+        ReceiverWork::Nothing => discarding_sink().await,
+    }
+}
+
+/// The receiver that does the stand-ins' per-byte work is a stand-in: Kimi's, with its size cap
+/// raised past the large upload and nothing kept for `/content`, plus a raw TCP port that hashes.
+async fn hashing_sink() -> anyhow::Result<()> {
+    let key = api_key()?;
+    let config = StandInConfig::new(Flavor::Kimi)
+        .with_api_key(key)
+        .with_max_file_bytes(1 << 30)
+        .with_max_files(usize::MAX)
+        .with_content_bytes(0);
+    let stand_in = StandIn::start(config)
+        .await
+        .context("cannot start the sink stand-in")?;
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the raw TCP port")?;
+    let raw_addr = raw.local_addr().context("raw TCP address")?;
+    let raw_server = tokio::spawn(raw_tcp_receiver(raw, ReceiverWork::Sha256));
+    print(&ReceiverReady {
+        base_url: stand_in.base_url(),
+        pid: std::process::id(),
+        tcp_addr: Some(raw_addr.to_string()),
+    })?;
+    wait_for_stdin_close().await?;
+    raw_server.abort();
+    let stored = stand_in.stored_files();
+    stand_in.shutdown().await;
+    print(&ServeSummary {
+        stored_files: stored.len() as u64,
+        stored_bytes: stored.iter().map(|file| file.bytes).sum(),
+    })
+}
+
+/// The receiver that does no per-byte work: reads and drops each body (see [`discard_upload`]).
+async fn discarding_sink() -> anyhow::Result<()> {
     let key = api_key()?;
     let state = Arc::new(SinkState::default());
     let handler_state = Arc::clone(&state);
@@ -335,26 +375,21 @@ async fn sink(work: ReceiverWork) -> anyhow::Result<()> {
             axum::routing::post(move |request: axum::extract::Request| {
                 let state = Arc::clone(&handler_state);
                 let expected = format!("Bearer {key}");
-                async move {
-                    match work {
-                        ReceiverWork::Sha256 => sink_upload(&state, &expected, request).await,
-                        ReceiverWork::Nothing => discard_upload(&state, &expected, request).await,
-                    }
-                }
+                async move { discard_upload(&state, &expected, request).await }
             }),
         )
-        // The sink exists to take bodies larger than any default cap.
+        // The receiver exists to take bodies larger than any default cap.
         .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .context("cannot bind the sink")?;
-    let addr = listener.local_addr().context("sink address")?;
+        .context("cannot bind the no-work receiver")?;
+    let addr = listener.local_addr().context("receiver address")?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind the raw TCP port")?;
     let raw_addr = raw.local_addr().context("raw TCP address")?;
-    let raw_server = tokio::spawn(raw_tcp_receiver(raw, work));
+    let raw_server = tokio::spawn(raw_tcp_receiver(raw, ReceiverWork::Nothing));
     print(&ReceiverReady {
         base_url: format!("http://{addr}/v1"),
         pid: std::process::id(),
@@ -367,104 +402,6 @@ async fn sink(work: ReceiverWork) -> anyhow::Result<()> {
         stored_files: state.files.load(Ordering::Relaxed),
         stored_bytes: state.bytes.load(Ordering::Relaxed),
     })
-}
-
-/// Stream one multipart upload through multer and SHA-256, as the stand-ins do, and answer with a
-/// Kimi file object.
-async fn sink_upload(
-    state: &SinkState,
-    expected_auth: &str,
-    request: axum::extract::Request,
-) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
-    use axum::http::{header, StatusCode};
-    let headers = request.headers();
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(expected_auth);
-    if !authorized {
-        return error_reply(
-            StatusCode::UNAUTHORIZED,
-            "invalid_authentication_error",
-            "bad key",
-        );
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let boundary = match multer::parse_boundary(content_type) {
-        Ok(boundary) => boundary,
-        Err(err) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &err.to_string(),
-            )
-        }
-    };
-    let mut multipart = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
-    let (mut filename, mut purpose, mut bytes, mut hasher) = (None, None, 0u64, Sha256::new());
-    loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(err) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &err.to_string(),
-                )
-            }
-        };
-        match field.name() {
-            Some("file") => {
-                filename = field.file_name().map(str::to_owned);
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            bytes += chunk.len() as u64;
-                            hasher.update(&chunk);
-                        }
-                        Ok(None) => break,
-                        Err(err) => {
-                            return error_reply(
-                                StatusCode::BAD_REQUEST,
-                                "invalid_request_error",
-                                &err.to_string(),
-                            )
-                        }
-                    }
-                }
-            }
-            Some("purpose") => purpose = field.text().await.ok(),
-            _ => {}
-        }
-    }
-    let (Some(filename), Some(purpose)) = (filename, purpose) else {
-        return error_reply(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "file and purpose are required",
-        );
-    };
-    let number = state.files.fetch_add(1, Ordering::Relaxed) + 1;
-    state.bytes.fetch_add(bytes, Ordering::Relaxed);
-    let created_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let body = serde_json::json!({
-        "id": format!("file-sink-{number}"),
-        "object": "file",
-        "bytes": bytes,
-        "created_at": created_at,
-        "filename": filename,
-        "purpose": purpose,
-        "status": "ok",
-    });
-    // Hashing is the stand-in's per-byte work the sink must match; the digest itself is not needed.
-    let _digest = hasher.finalize();
-    (StatusCode::OK, axum::Json(body))
 }
 
 /// Read and drop one upload's body, keeping only its first and last few KiB to find the form's

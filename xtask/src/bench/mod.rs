@@ -5,7 +5,7 @@
 //! measured piece of work in worker processes, so a figure is never skewed by the orchestrator's own
 //! memory or by debug code:
 //!
-//! - the stand-in (or, for the large upload, a contract-free streaming sink) runs in its own worker;
+//! - the stand-in (for the large upload, with its size cap raised) runs in its own worker;
 //! - each measured upload (async, sync, curl), each timed `upramp upload` command and the raw TCP
 //!   copy runs as the only child of `bench_worker rusage`, which reports its peak RSS and CPU from
 //!   `getrusage(RUSAGE_CHILDREN)`.
@@ -622,8 +622,8 @@ fn keep_fastest(best: &mut Option<Transfer>, new: Transfer) {
 }
 
 /// The large upload goes to two receivers in their own processes: `bench_worker discard`, which
-/// does no per-byte work (so the sender alone sets the pace), and `bench_worker sink`, which does
-/// the stand-in's per-byte work (multer parse, SHA-256) without the contract's 100 MB cap. Each
+/// does no per-byte work (so the sender alone sets the pace), and `bench_worker sink`, the Kimi
+/// stand-in itself (multer parse, SHA-256) with its 100 MB cap raised past the file. Each
 /// also takes raw TCP on a second port with the same per-byte work, for the TCP copy. Rounds
 /// interleave every sender and receiver, so a noisy neighbour hurts them alike; the fastest
 /// round of each is kept (the least disturbed) and every round's async/curl ratio is reported.
