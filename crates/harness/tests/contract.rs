@@ -481,6 +481,23 @@ async fn a_configured_size_cap_replaces_every_documented_limit() {
 }
 
 #[tokio::test]
+async fn a_configured_size_cap_above_the_documented_limit_accepts_larger_files() {
+    // GLM documents 20 MB for code-interpreter; with a 25 MiB cap a 21 MiB file is stored whole.
+    let cap = 25 * 1024 * 1024;
+    let stand_in = StandIn::start(StandInConfig::new(Flavor::Glm).with_max_file_bytes(cap))
+        .await
+        .unwrap();
+    let body = vec![b'y'; 21 * 1024 * 1024];
+    let (status, answer) =
+        status_and_json(upload(&stand_in, "big.py", "code-interpreter", body.clone()).await).await;
+    assert_eq!(status, 200, "{answer}");
+    let stored = stand_in.stored_files();
+    assert_eq!(stored[0].bytes, body.len() as u64);
+    assert_eq!(stored[0].sha256, hex::encode(Sha256::digest(&body)));
+    stand_in.shutdown().await;
+}
+
+#[tokio::test]
 async fn stored_files_since_returns_each_file_once_across_deletes() {
     let stand_in = start(Flavor::Glm).await;
     for index in 0..3 {

@@ -611,6 +611,8 @@ async fn receive_upload(
         );
         return Outcome::Respond(bad_request(flavor, "1210", &message));
     };
+    // A configured cap replaces the documented limit here too (the purpose may arrive after the file).
+    let limit = shared.max_file_bytes.unwrap_or(limit);
     if file.bytes > limit {
         return Outcome::Respond(too_large(flavor, Some(&purpose), limit, Some(file.bytes)));
     }
