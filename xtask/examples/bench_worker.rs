@@ -344,11 +344,7 @@ async fn hashing_sink() -> anyhow::Result<()> {
     let stand_in = StandIn::start(config)
         .await
         .context("cannot start the sink stand-in")?;
-    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind the raw TCP port")?;
-    let raw_addr = raw.local_addr().context("raw TCP address")?;
-    let raw_server = tokio::spawn(raw_tcp_receiver(raw, ReceiverWork::Sha256));
+    let (raw_addr, raw_server) = start_raw_tcp_receiver(ReceiverWork::Sha256).await?;
     print(&ReceiverReady {
         base_url: stand_in.base_url(),
         pid: std::process::id(),
@@ -385,11 +381,7 @@ async fn discarding_sink() -> anyhow::Result<()> {
         .context("cannot bind the no-work receiver")?;
     let addr = listener.local_addr().context("receiver address")?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind the raw TCP port")?;
-    let raw_addr = raw.local_addr().context("raw TCP address")?;
-    let raw_server = tokio::spawn(raw_tcp_receiver(raw, ReceiverWork::Nothing));
+    let (raw_addr, raw_server) = start_raw_tcp_receiver(ReceiverWork::Nothing).await?;
     print(&ReceiverReady {
         base_url: format!("http://{addr}/v1"),
         pid: std::process::id(),
@@ -476,6 +468,17 @@ async fn discard_upload(
 /// The raw TCP port of a receiver: each connection is read to its end (256 KiB reads) with the
 /// receiver's per-byte work, then answered with the byte count (8 bytes, little-endian), so the
 /// sender's time covers the receiver seeing every byte.
+/// Binds a loopback port for the raw TCP copy and serves it with `work` per byte.
+async fn start_raw_tcp_receiver(
+    work: ReceiverWork,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the raw TCP port")?;
+    let raw_addr = raw.local_addr().context("raw TCP address")?;
+    Ok((raw_addr, tokio::spawn(raw_tcp_receiver(raw, work))))
+}
+
 async fn raw_tcp_receiver(listener: tokio::net::TcpListener, work: ReceiverWork) {
     while let Ok((mut socket, _)) = listener.accept().await {
         tokio::spawn(async move {
