@@ -189,14 +189,19 @@ impl Progress {
 
 /// The async path's body: the file read in chunks of at most `chunk_size` bytes, hashed as it
 /// goes. It yields exactly `expected.len` bytes or an error; before handing over the last chunk it
-/// checks that the file has not grown, shrunk or been modified, so a changed file never completes
-/// a request body (the provider sees a broken upload, not a mixed one). Memory: at most
-/// [`READ_AHEAD`] chunks waiting plus the one being read, whatever the file size.
+/// checks that the file has not grown, shrunk or been modified, and that the SHA-256 of every byte
+/// is done, so a changed file never completes a request body (the provider sees a broken upload,
+/// not a mixed one). Memory: at most [`READ_AHEAD`] chunks waiting for the transport and
+/// [`HASH_LAG`] waiting for the hash, whatever the file size.
 ///
-/// One task on tokio's blocking pool reads and hashes the file, running up to [`READ_AHEAD`]
-/// chunks ahead of the transport: hashing chunk n+1 overlaps sending chunk n on the other core,
-/// the runtime's workers never block on the disk or spend time hashing, and the whole file costs
-/// one pool hand-off for the reading and one for the final check instead of one per chunk.
+/// One task on tokio's blocking pool reads the file, running up to [`READ_AHEAD`] chunks ahead of
+/// the transport, so the runtime's workers never block on the disk or spend time hashing. A file
+/// of more than [`READ_AHEAD`] chunks is hashed by a second blocking task beside the reader: each
+/// chunk goes to the transport as soon as it is read and, shared, to the hasher, which may lag by
+/// up to [`HASH_LAG`] chunks. The hash is the one step that cannot be split over cores (one
+/// stream's SHA-256 is sequential), so it gets a thread that does nothing else, and the upload
+/// takes about as long as the hash alone. A smaller file is hashed by the reader itself: there is
+/// little to overlap, and a second thread per file would double the blocking threads of a batch.
 pub(crate) struct HashingFileStream {
     reader: ChunkReader,
     progress: Arc<Progress>,
@@ -206,12 +211,74 @@ pub(crate) struct HashingFileStream {
 /// through the transport's bursts (hyper takes several chunks per socket write).
 pub(crate) const READ_AHEAD: usize = 4;
 
+/// Chunks the hasher may fall behind the reader before the reader waits for it. Eight let the
+/// transport run ahead through its bursts while the hasher stays busy.
+pub(crate) const HASH_LAG: usize = 8;
+
+/// The SHA-256 state of one stream, and who feeds it.
+enum Hashing {
+    /// The reader hashes each chunk before handing it over.
+    Inline(Sha256),
+    /// A hasher task of its own takes each chunk after the reader hands it over.
+    Beside {
+        chunks: std::sync::mpsc::SyncSender<Bytes>,
+        digest: std::sync::mpsc::Receiver<String>,
+    },
+}
+
+impl Hashing {
+    /// Start the hashing of a file of `len` bytes read in chunks of `chunk_size`: on its own
+    /// blocking task when the file has more than [`READ_AHEAD`] chunks. Call it inside the runtime.
+    fn start(len: u64, chunk_size: usize) -> Self {
+        if len <= (chunk_size as u64).saturating_mul(READ_AHEAD as u64) {
+            return Self::Inline(Sha256::new());
+        }
+        let (chunks, to_hash) = std::sync::mpsc::sync_channel::<Bytes>(HASH_LAG);
+        let (finished, digest) = std::sync::mpsc::sync_channel(1);
+        tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            for chunk in to_hash {
+                hasher.update(&chunk);
+            }
+            // The reader is gone: after its last chunk, or early (then nobody waits for this).
+            let _ = finished.send(hex::encode(hasher.finalize()));
+        });
+        Self::Beside { chunks, digest }
+    }
+
+    /// Hash `chunk` (inline), or queue it for the hasher, waiting while it lags by [`HASH_LAG`].
+    fn feed(&mut self, chunk: &Bytes) -> Result<(), ChunkProblem> {
+        match self {
+            Self::Inline(hasher) => {
+                hasher.update(chunk);
+                Ok(())
+            }
+            Self::Beside { chunks, .. } => chunks
+                .send(chunk.clone())
+                .map_err(|_| ChunkProblem::Io(io::Error::other("the hashing task stopped early"))),
+        }
+    }
+
+    /// The digest in lower-case hex, once every chunk has been fed.
+    fn finish(self) -> Result<String, ChunkProblem> {
+        match self {
+            Self::Inline(hasher) => Ok(hex::encode(hasher.finalize())),
+            Self::Beside { chunks, digest } => {
+                // Closing the queue is what tells the hasher the file is complete.
+                drop(chunks);
+                digest.recv().map_err(|_| {
+                    ChunkProblem::Io(io::Error::other("the hashing task stopped early"))
+                })
+            }
+        }
+    }
+}
+
 /// The state the reading task owns.
 struct ChunkReader {
     file: std::fs::File,
     expected: Fingerprint,
     chunk_size: usize,
-    hasher: Sha256,
     pool: BufferPool,
 }
 
@@ -292,7 +359,7 @@ enum Piece {
 struct FinalCheck {
     file: std::fs::File,
     expected: Fingerprint,
-    hasher: Sha256,
+    hashing: Hashing,
 }
 
 impl FinalCheck {
@@ -309,13 +376,12 @@ impl FinalCheck {
         if let Some(why) = self.expected.change_to(&now) {
             return Err(ChunkProblem::Changed(why));
         }
-        Ok(hex::encode(self.hasher.finalize()))
+        self.hashing.finish()
     }
 }
 
 impl ChunkReader {
-    /// Reads the next `want` bytes into `buffer` (one `read` call when the disk keeps up) and
-    /// into the hash.
+    /// Reads the next `want` bytes into `buffer` (one `read` call when the disk keeps up).
     fn read(&mut self, buffer: &mut [u8], offset: u64) -> Result<(), ChunkProblem> {
         let mut filled = 0;
         while filled < buffer.len() {
@@ -332,29 +398,38 @@ impl ChunkReader {
                 Err(err) => return Err(ChunkProblem::Io(err)),
             }
         }
-        self.hasher.update(&*buffer);
         Ok(())
     }
 
-    /// Reads the whole file into `pieces`, stopping at the first problem or when the stream has
-    /// gone (the upload was dropped). Runs on a blocking-pool thread.
-    fn run(mut self, pieces: &tokio::sync::mpsc::Sender<Result<Piece, ChunkProblem>>) {
+    /// Reads the whole file into `pieces` and `hashing`, stopping at the first problem or when the
+    /// stream has gone (the upload was dropped). Runs on a blocking-pool thread.
+    fn run(
+        mut self,
+        mut hashing: Hashing,
+        pieces: &tokio::sync::mpsc::Sender<Result<Piece, ChunkProblem>>,
+    ) {
         let mut remaining = self.expected.len;
         loop {
             let want = remaining.min(self.chunk_size as u64) as usize;
             let offset = self.expected.len - remaining;
             let mut buffer = self.pool.take(want);
-            if let Err(problem) = self.read(&mut buffer[..want], offset) {
-                let _ = pieces.blocking_send(Err(problem));
-                return;
-            }
-            let chunk = self.pool.chunk(buffer, want);
+            let chunk = self
+                .read(&mut buffer[..want], offset)
+                .map(|()| self.pool.chunk(buffer, want))
+                .and_then(|chunk| hashing.feed(&chunk).map(|()| chunk));
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(problem) => {
+                    let _ = pieces.blocking_send(Err(problem));
+                    return;
+                }
+            };
             remaining -= want as u64;
             if remaining == 0 {
                 let check = FinalCheck {
                     file: self.file,
                     expected: self.expected,
-                    hasher: self.hasher,
+                    hashing,
                 };
                 let _ = pieces.blocking_send(Ok(Piece::Last(chunk, check)));
                 return;
@@ -390,7 +465,6 @@ impl HashingFileStream {
                 file,
                 expected,
                 chunk_size: chunk_size.max(1),
-                hasher: Sha256::new(),
                 pool: BufferPool::new(),
             },
             progress,
@@ -408,7 +482,8 @@ impl HashingFileStream {
             (receiver, progress, false),
             move |(mut receiver, progress, done)| {
                 if let Some((reader, sender)) = unstarted.take() {
-                    tokio::task::spawn_blocking(move || reader.run(&sender));
+                    let hashing = Hashing::start(reader.expected.len, reader.chunk_size);
+                    tokio::task::spawn_blocking(move || reader.run(hashing, &sender));
                 }
                 async move {
                     if done {
@@ -497,21 +572,29 @@ mod tests {
         }
     }
 
+    // 10,000 bytes in chunks of 4,096 are 3 chunks, hashed by the reader; in chunks of 1,024 they
+    // are 10, more than READ_AHEAD, hashed beside it.
     #[tokio::test]
     async fn a_file_that_grows_mid_stream_fails_before_its_last_chunk() {
+        for chunk in [4_096, 1_024] {
+            a_file_that_grows_fails_before_its_last_chunk(chunk).await;
+        }
+    }
+
+    async fn a_file_that_grows_fails_before_its_last_chunk(chunk: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grows.txt");
         std::fs::write(&path, vec![b'a'; 10_000]).unwrap();
         let fp = preflight(&path).await.unwrap();
         let progress = Progress::new();
         let mut stream = Box::pin(
-            HashingFileStream::open(&path, fp, 4_096, progress.clone())
+            HashingFileStream::open(&path, fp, chunk, progress.clone())
                 .await
                 .unwrap()
                 .into_stream(),
         );
         let first = stream.try_next().await.unwrap().unwrap();
-        assert_eq!(first.len(), 4_096);
+        assert_eq!(first.len(), chunk);
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
@@ -529,6 +612,60 @@ mod tests {
         assert!(err.to_string().contains("changed"), "{err}");
         assert!(progress.change().is_some());
         assert_eq!(progress.sha256(), None);
+    }
+
+    #[test]
+    fn both_ways_of_hashing_give_the_digest_of_the_file() {
+        let contents: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, &contents).unwrap();
+        // 50,000 bytes: one chunk of 65,536 (the reader hashes), 49 of 1,024 (a hasher beside).
+        for chunk in [65_536, 1_024] {
+            assert_eq!(
+                matches!(
+                    runtime().block_on(async { Hashing::start(50_000, chunk) }),
+                    Hashing::Beside { .. }
+                ),
+                chunk == 1_024
+            );
+            let (chunks, progress) = runtime().block_on(collect(&path, chunk));
+            assert_eq!(chunks.unwrap().concat(), contents);
+            assert_eq!(progress.sha256(), Some(sha256_of(&contents)));
+        }
+    }
+
+    // Dropping the body mid-file (the upload was cancelled or timed out) must end the reader and
+    // the hasher, else every cancelled upload would keep two blocking threads and a file open.
+    // A runtime's shutdown waits for its blocking tasks, so a stuck one would stall it forever.
+    #[test]
+    fn dropping_the_stream_mid_file_ends_the_reader_and_the_hasher() {
+        let contents = vec![7u8; 200_000];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, &contents).unwrap();
+        let (shut_down, finished) = std::sync::mpsc::channel();
+        let rt = runtime();
+        rt.block_on(async {
+            let fp = preflight(&path).await.unwrap();
+            let mut stream = Box::pin(
+                HashingFileStream::open(&path, fp, 1_024, Progress::new())
+                    .await
+                    .unwrap()
+                    .into_stream(),
+            );
+            // Let the reader fill both queues, so each thread is blocked on a full one.
+            for _ in 0..3 {
+                stream.try_next().await.unwrap().unwrap();
+            }
+        });
+        std::thread::spawn(move || {
+            drop(rt);
+            let _ = shut_down.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the runtime's blocking tasks did not end after the stream was dropped");
     }
 
     #[tokio::test]
