@@ -215,13 +215,54 @@ pub(crate) const READ_AHEAD: usize = 4;
 /// transport run ahead through its bursts while the hasher stays busy.
 pub(crate) const HASH_LAG: usize = 8;
 
+/// How far a waiting reader lets the hasher catch up before it reads again: it then reads
+/// `HASH_LAG - HASH_RESUME` chunks in one go instead of waking for every chunk hashed.
+const HASH_RESUME: usize = HASH_LAG / 2;
+
+/// The chunks queued for the hasher, counted so the reader can wait with hysteresis.
+#[derive(Default)]
+struct Backlog {
+    queued: Mutex<usize>,
+    drained: std::sync::Condvar,
+}
+
+impl Backlog {
+    /// The reader's side: wait while the hasher lags by [`HASH_LAG`] chunks, until it is down to
+    /// [`HASH_RESUME`]; then count one more.
+    fn reserve(&self) {
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        if *queued >= HASH_LAG {
+            while *queued > HASH_RESUME {
+                queued = self
+                    .drained
+                    .wait(queued)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        *queued += 1;
+    }
+
+    /// The hasher's side: one chunk done; wake the reader when the backlog reaches the mark.
+    /// Returns whether it signalled.
+    fn release(&self) -> bool {
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        *queued = queued.saturating_sub(1);
+        let at_mark = *queued == HASH_RESUME;
+        if at_mark {
+            self.drained.notify_one();
+        }
+        at_mark
+    }
+}
+
 /// The SHA-256 state of one stream, and who feeds it.
 enum Hashing {
     /// The reader hashes each chunk before handing it over.
     Inline(Sha256),
     /// A hasher task of its own takes each chunk after the reader hands it over.
     Beside {
-        chunks: std::sync::mpsc::SyncSender<Bytes>,
+        chunks: std::sync::mpsc::Sender<Bytes>,
+        backlog: Arc<Backlog>,
         digest: std::sync::mpsc::Receiver<String>,
     },
 }
@@ -233,17 +274,26 @@ impl Hashing {
         if len <= (chunk_size as u64).saturating_mul(READ_AHEAD as u64) {
             return Self::Inline(Sha256::new());
         }
-        let (chunks, to_hash) = std::sync::mpsc::sync_channel::<Bytes>(HASH_LAG);
+        // Unbounded as a channel, bounded by the backlog count the reader waits on.
+        let (chunks, to_hash) = std::sync::mpsc::channel::<Bytes>();
         let (finished, digest) = std::sync::mpsc::sync_channel(1);
+        let backlog = Arc::new(Backlog::default());
+        let hashed = Arc::clone(&backlog);
         tokio::task::spawn_blocking(move || {
             let mut hasher = Sha256::new();
             for chunk in to_hash {
                 hasher.update(&chunk);
+                drop(chunk);
+                let _ = hashed.release();
             }
             // The reader is gone: after its last chunk, or early (then nobody waits for this).
             let _ = finished.send(hex::encode(hasher.finalize()));
         });
-        Self::Beside { chunks, digest }
+        Self::Beside {
+            chunks,
+            backlog,
+            digest,
+        }
     }
 
     /// Hash `chunk` (inline), or queue it for the hasher, waiting while it lags by [`HASH_LAG`].
@@ -253,9 +303,14 @@ impl Hashing {
                 hasher.update(chunk);
                 Ok(())
             }
-            Self::Beside { chunks, .. } => chunks
-                .send(chunk.clone())
-                .map_err(|_| ChunkProblem::Io(io::Error::other("the hashing task stopped early"))),
+            Self::Beside {
+                chunks, backlog, ..
+            } => {
+                backlog.reserve();
+                chunks.send(chunk.clone()).map_err(|_| {
+                    ChunkProblem::Io(io::Error::other("the hashing task stopped early"))
+                })
+            }
         }
     }
 
@@ -263,7 +318,7 @@ impl Hashing {
     fn finish(self) -> Result<String, ChunkProblem> {
         match self {
             Self::Inline(hasher) => Ok(hex::encode(hasher.finalize())),
-            Self::Beside { chunks, digest } => {
+            Self::Beside { chunks, digest, .. } => {
                 // Closing the queue is what tells the hasher the file is complete.
                 drop(chunks);
                 digest.recv().map_err(|_| {
@@ -633,6 +688,33 @@ mod tests {
             assert_eq!(chunks.unwrap().concat(), contents);
             assert_eq!(progress.sha256(), Some(sha256_of(&contents)));
         }
+    }
+
+    #[test]
+    fn the_hasher_wakes_a_waiting_reader_once_per_half_backlog() {
+        let backlog = Arc::new(Backlog::default());
+        for _ in 0..HASH_LAG {
+            backlog.reserve();
+        }
+        let (reserved, returned) = std::sync::mpsc::channel();
+        let reader = {
+            let backlog = Arc::clone(&backlog);
+            std::thread::spawn(move || {
+                backlog.reserve();
+                let _ = reserved.send(());
+            })
+        };
+        let signals: Vec<bool> = (0..HASH_LAG - HASH_RESUME)
+            .map(|_| backlog.release())
+            .collect();
+        let mut expected = vec![false; HASH_LAG - HASH_RESUME - 1];
+        expected.push(true);
+        assert_eq!(signals, expected, "one signal, at the resume mark");
+        returned
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the waiting reader was not woken at the resume mark");
+        reader.join().unwrap();
+        assert_eq!(*backlog.queued.lock().unwrap(), HASH_RESUME + 1);
     }
 
     // Dropping the body mid-file (the upload was cancelled or timed out) must end the reader and
