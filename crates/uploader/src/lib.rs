@@ -1,9 +1,10 @@
 //! upramp-uploader: upload files to an LLM provider on the path a feature flag chooses.
 //!
 //! - **async** (new): the file is streamed from disk in bounded chunks (64-256 KiB, default
-//!   256 KiB) with a known `Content-Length`, its SHA-256 computed as it goes, many uploads in flight
-//!   under a semaphore ([`UploaderBuilder::concurrency`]). Memory per upload is a few chunks,
-//!   whatever the file size.
+//!   256 KiB) with a known `Content-Length`, its SHA-256 computed as it goes (for a file of more
+//!   than four chunks, on a blocking thread of its own beside the reading, so sending and hashing
+//!   use both cores), many uploads in flight under a semaphore ([`UploaderBuilder::concurrency`]).
+//!   Memory per upload is at most a dozen chunks, whatever the file size.
 //! - **sync** (legacy): the whole file is read into memory and sent by the blocking client on a
 //!   blocking thread, one at a time by default ([`UploaderBuilder::sync_concurrency`]): the honest
 //!   baseline, and the safety net.
