@@ -283,6 +283,7 @@ impl Hashing {
             let mut hasher = Sha256::new();
             for chunk in to_hash {
                 hasher.update(&chunk);
+                // The buffer goes back to the pool before the reader is woken to take one.
                 drop(chunk);
                 let _ = hashed.release();
             }
@@ -307,9 +308,7 @@ impl Hashing {
                 chunks, backlog, ..
             } => {
                 backlog.reserve();
-                chunks.send(chunk.clone()).map_err(|_| {
-                    ChunkProblem::Io(io::Error::other("the hashing task stopped early"))
-                })
+                chunks.send(chunk.clone()).map_err(|_| hasher_gone())
             }
         }
     }
@@ -321,12 +320,14 @@ impl Hashing {
             Self::Beside { chunks, digest, .. } => {
                 // Closing the queue is what tells the hasher the file is complete.
                 drop(chunks);
-                digest.recv().map_err(|_| {
-                    ChunkProblem::Io(io::Error::other("the hashing task stopped early"))
-                })
+                digest.recv().map_err(|_| hasher_gone())
             }
         }
     }
+}
+
+fn hasher_gone() -> ChunkProblem {
+    ChunkProblem::Io(io::Error::other("the hashing task stopped early"))
 }
 
 /// The state the reading task owns.

@@ -562,7 +562,7 @@ fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResul
     }
     // Rounds alternate the paths, so a noisy neighbour hurts both alike; each round's own ratio is
     // kept (the goal holds in every round), and the fastest run of each path.
-    let mut fastest: Option<(CliRun, CliRun)> = None;
+    let (mut fastest_async, mut fastest_sync) = (None, None);
     let mut speedup_rounds = Vec::with_capacity(plan.cli_rounds);
     for _ in 0..plan.cli_rounds {
         let async_run = cli_run(ctx, plan, &upramp, Route::Async, &files, &sources)?;
@@ -572,14 +572,12 @@ fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResul
             "the async run reported no wall time"
         );
         speedup_rounds.push(sync_run.wall_secs / async_run.wall_secs);
-        fastest = Some(match fastest {
-            None => (async_run, sync_run),
-            Some((best_async, best_sync)) => {
-                (faster(best_async, async_run), faster(best_sync, sync_run))
-            }
-        });
+        keep_fastest(&mut fastest_async, async_run);
+        keep_fastest(&mut fastest_sync, sync_run);
     }
-    let (async_run, sync_run) = fastest.context("no round of the CLI runs ran")?;
+    let (Some(async_run), Some(sync_run)) = (fastest_async, fastest_sync) else {
+        bail!("no round of the CLI runs ran");
+    };
     Ok(CliThroughputResults {
         command: cli::command_line(plan.cli_concurrency),
         files: plan.cli_files,
@@ -591,14 +589,6 @@ fn cli_throughput(ctx: &Bench, plan: &Plan) -> anyhow::Result<CliThroughputResul
         async_run,
         sync_run,
     })
-}
-
-fn faster(a: CliRun, b: CliRun) -> CliRun {
-    if b.wall_secs < a.wall_secs {
-        b
-    } else {
-        a
-    }
 }
 
 fn cli_run(
@@ -642,8 +632,28 @@ struct Fastest {
     async_vs_curl_rounds: Vec<f64>,
 }
 
-fn keep_fastest(best: &mut Option<Transfer>, new: Transfer) {
-    if best.as_ref().is_none_or(|b| new.wall_secs < b.wall_secs) {
+/// A measured run with a wall time, so rounds can keep the fastest of each kind.
+trait WallTimed {
+    fn wall_secs(&self) -> f64;
+}
+
+impl WallTimed for Transfer {
+    fn wall_secs(&self) -> f64 {
+        self.wall_secs
+    }
+}
+
+impl WallTimed for CliRun {
+    fn wall_secs(&self) -> f64 {
+        self.wall_secs
+    }
+}
+
+fn keep_fastest<T: WallTimed>(best: &mut Option<T>, new: T) {
+    if best
+        .as_ref()
+        .is_none_or(|b| new.wall_secs() < b.wall_secs())
+    {
         *best = Some(new);
     }
 }
